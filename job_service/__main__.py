@@ -1,0 +1,91 @@
+"""Run job_service: `python -m job_service`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+
+import grpc
+
+from job_service.events import EventConsumer
+from job_service.reaper import Reaper
+from job_service.representation import job_proto
+from job_service.servicer import JobServicer
+from job_service.settings import JobSettings
+from job_service.store import JobStore
+from job_service.webhooks import WebhookSender
+from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from lipsync_common.config import ServerSettings
+from lipsync_common.grpc_server import run_grpc_service
+from lipsync_common.jetstream import connect, ensure_streams
+from lipsync_common.logs import setup_logging
+from lipsync_common.signing import load_signing_key
+
+log = logging.getLogger("job_service")
+
+
+async def main() -> None:
+    setup_logging("job_service")
+    settings = JobSettings.from_env()
+    store = JobStore(settings.database_url)
+    await store.open()
+    nc, js = await connect(settings.nats_url, "job-service")
+    render = functools.partial(
+        job_proto,
+        public_url=settings.public_url,
+        signing_key=load_signing_key(),
+        ttl_s=settings.result_ttl_s,
+    )
+    servicer = JobServicer(store, js, render)
+    webhooks = WebhookSender(
+        store,
+        render,
+        timeout_s=settings.webhook_timeout_s,
+        max_attempts=settings.webhook_attempts,
+        allow_private=settings.allow_private_urls,
+    )
+    consumer = EventConsumer(js, store, on_finished=webhooks.notify)
+    reaper = Reaper(nc, js)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def outbox() -> None:
+        while True:
+            await asyncio.sleep(settings.outbox_interval_s)
+            try:
+                await servicer.publish_pending(older_than_s=settings.outbox_interval_s)
+            except Exception:
+                log.exception("outbox pass failed")
+
+    async def start() -> None:
+        await ensure_streams(js)
+        await consumer.start()
+        await reaper.start()
+        webhooks.start()
+        tasks.append(asyncio.create_task(outbox()))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await consumer.stop()
+        await reaper.stop()
+        await webhooks.stop()
+        with contextlib.suppress(Exception):
+            await nc.drain()
+        await store.close()
+
+    def register(server: grpc.aio.Server) -> None:
+        jobs_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
+
+    await run_grpc_service(
+        ServerSettings.from_env("jobs"),
+        [jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name],
+        register,
+        start=start,
+        stop=stop,
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

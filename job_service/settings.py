@@ -1,0 +1,43 @@
+"""job_service configuration, from environment variables only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lipsync_common.config import (
+    DEFAULT_PUBLIC_URL,
+    database_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_str,
+    nats_url,
+)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    database_url: str
+    nats_url: str
+    # Base of the output URLs handed to clients, e.g. https://api.example.com.
+    public_url: str
+    # How long an output URL stays valid after the job finished.
+    result_ttl_s: int
+    webhook_timeout_s: float
+    webhook_attempts: int
+    allow_private_urls: bool
+    # A job not handed to NATS within this many seconds is published again.
+    outbox_interval_s: float
+
+    @classmethod
+    def from_env(cls) -> JobSettings:
+        return cls(
+            database_url=database_url("jobs"),
+            nats_url=nats_url(),
+            public_url=env_str("LIPSYNC_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/"),
+            result_ttl_s=env_int("LIPSYNC_RESULT_TTL_S", 7 * 24 * 3600),
+            webhook_timeout_s=env_float("LIPSYNC_WEBHOOK_TIMEOUT_S", 10.0),
+            webhook_attempts=env_int("LIPSYNC_WEBHOOK_ATTEMPTS", 5),
+            allow_private_urls=env_bool("LIPSYNC_ALLOW_PRIVATE_URLS", False),
+            outbox_interval_s=env_float("LIPSYNC_OUTBOX_INTERVAL_S", 2.0),
+        )

@@ -1,0 +1,142 @@
+"""JetStream topology and connection helpers.
+
+Two streams carry every job:
+
+* `LIPSYNC_JOBS`, a work queue on `lipsync.jobs.requested`: job_service
+  publishes one message per job (message id = job id, so a retried publish is
+  dropped by the server), inference workers share the durable pull consumer
+  `inference` and ack explicitly once the job has a terminal event.
+* `LIPSYNC_EVENTS`, a limits stream on `lipsync.events.<job_id>`: workers
+  publish what happened; job_service and billing_service each read it through
+  their own durable pull consumer, so each sees every event once (and again
+  after a crash, which their idempotent handlers absorb).
+
+Every process that touches a stream declares it at start-up; declaring is
+idempotent, so start-up order does not matter.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError
+
+log = logging.getLogger(__name__)
+
+JOBS_STREAM = "LIPSYNC_JOBS"
+JOBS_SUBJECT = "lipsync.jobs.requested"
+EVENTS_STREAM = "LIPSYNC_EVENTS"
+EVENTS_SUBJECT_PREFIX = "lipsync.events"
+
+# How long the server remembers message ids to drop duplicate publishes.
+DUPLICATE_WINDOW_S = 15 * 60.0
+# Events are kept for a week so a consumer that was down can catch up.
+EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
+
+WORKER_CONSUMER = "inference"
+# A worker sends in-progress heartbeats well inside this window during renders.
+WORKER_ACK_WAIT_S = 60.0
+# A job whose worker crashed this many times is failed by job_service.
+WORKER_MAX_DELIVER = 3
+
+
+@dataclass(frozen=True)
+class EventsConsumer:
+    durable: str
+
+
+JOB_SERVICE_EVENTS = EventsConsumer("job-service")
+BILLING_SERVICE_EVENTS = EventsConsumer("billing-service")
+
+
+def events_subject(job_id: str) -> str:
+    return f"{EVENTS_SUBJECT_PREFIX}.{job_id}"
+
+
+def max_deliveries_advisory_subject() -> str:
+    """Where the server announces a worker message that ran out of deliveries."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{WORKER_CONSUMER}"
+
+
+async def connect(url: str, name: str) -> tuple[Client, JetStreamContext]:
+    """Connect with reconnects forever: a NATS restart must not kill a service."""
+    nc = await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+    )
+    return nc, nc.jetstream()
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        # The stream exists with an older configuration: bring it up to date.
+        await js.update_stream(config)
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=JOBS_STREAM,
+            subjects=[JOBS_SUBJECT],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+    )
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[f"{EVENTS_SUBJECT_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            max_age=EVENTS_MAX_AGE_S,
+        ),
+    )
+
+
+async def ensure_worker_consumer(js: JetStreamContext) -> None:
+    await js.add_consumer(
+        JOBS_STREAM,
+        ConsumerConfig(
+            durable_name=WORKER_CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=WORKER_ACK_WAIT_S,
+            max_deliver=WORKER_MAX_DELIVER,
+            filter_subject=JOBS_SUBJECT,
+        ),
+    )
+
+
+async def ensure_events_consumer(js: JetStreamContext, consumer: EventsConsumer) -> None:
+    await js.add_consumer(
+        EVENTS_STREAM,
+        ConsumerConfig(
+            durable_name=consumer.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            # Event handlers are idempotent and only fail on a dependency outage,
+            # so they retry for long; a poison message is terminated by the handler.
+            max_deliver=1000,
+            backoff=None,
+            filter_subject=f"{EVENTS_SUBJECT_PREFIX}.>",
+        ),
+    )

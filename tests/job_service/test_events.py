@@ -1,0 +1,105 @@
+"""Worker events on a real JetStream move jobs to their terminal state once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from job_service.events import EventConsumer
+from job_service.store import JobRow, JobStore
+from lipsync.jobs.v1 import events_pb2, jobs_pb2
+from lipsync_common.jetstream import connect, ensure_streams, events_subject
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def publish(js: object, event: events_pb2.JobEvent, msg_id: str) -> None:
+    await js.publish(  # type: ignore[attr-defined]
+        events_subject(event.job_id), event.SerializeToString(), headers={"Nats-Msg-Id": msg_id}
+    )
+
+
+async def wait_for(predicate: object, timeout_s: float = 10) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not await predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+
+async def test_completed_event_finishes_the_job_once(nats_server: str, store: JobStore) -> None:
+    nc, js = await connect(nats_server, "test")
+    await ensure_streams(js)
+    finished: list[JobRow] = []
+    consumer = EventConsumer(js, store, on_finished=finished.append)
+    await consumer.start()
+    try:
+        row, _ = await store.create("acct", jobs_pb2.MODEL_LIPSYNC_IMAGE, b"", "", "", "")
+        started = events_pb2.JobEvent(
+            job_id=row.id, account_id="acct", started=events_pb2.JobStarted(attempt=1)
+        )
+        done = events_pb2.JobEvent(
+            job_id=row.id,
+            account_id="acct",
+            completed=events_pb2.JobCompleted(
+                output_key=f"{row.id}.mp4", execution_time_ms=900, credits=10, seed=5
+            ),
+        )
+        late_failure = events_pb2.JobEvent(
+            job_id=row.id, account_id="acct", failed=events_pb2.JobFailed(error="late")
+        )
+        await publish(js, started, "a")
+        await publish(js, done, "b")
+        # A duplicate with another message id, as a redelivered worker would send.
+        await publish(js, done, "c")
+        await publish(js, late_failure, "d")
+
+        async def settled() -> bool:
+            job = await store.get(row.id)
+            return job is not None and job.status != jobs_pb2.JOB_STATUS_PROCESSING
+
+        await wait_for(settled)
+        await asyncio.sleep(0.3)  # let the duplicates arrive too
+        job = await store.get(row.id)
+        assert job is not None
+        assert job.status == jobs_pb2.JOB_STATUS_COMPLETED
+        assert (job.credits, job.seed, job.execution_time_ms) == (10, 5, 900)
+        assert [r.id for r in finished] == [row.id]
+    finally:
+        await consumer.stop()
+        await nc.close()
+
+
+async def test_failed_event_records_the_message_and_no_charge(
+    nats_server: str, store: JobStore
+) -> None:
+    nc, js = await connect(nats_server, "test")
+    await ensure_streams(js)
+    consumer = EventConsumer(js, store, on_finished=lambda row: None)
+    await consumer.start()
+    try:
+        row, _ = await store.create("acct", jobs_pb2.MODEL_LIPSYNC_IMAGE, b"", "", "", "")
+        event = events_pb2.JobEvent(
+            job_id=row.id,
+            account_id="acct",
+            failed=events_pb2.JobFailed(error="no face found in image"),
+        )
+        await publish(js, event, "x")
+
+        async def failed() -> bool:
+            job = await store.get(row.id)
+            return job is not None and job.status == jobs_pb2.JOB_STATUS_FAILED
+
+        await wait_for(failed)
+        job = await store.get(row.id)
+        assert job is not None and job.error == "no face found in image" and job.credits == 0
+    finally:
+        await consumer.stop()
+        await nc.close()

@@ -1,0 +1,99 @@
+"""CreateJob/GetJob over real gRPC, publishing to a real JetStream work queue."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import nats.errors
+import pytest
+
+from job_service.representation import job_proto
+from job_service.servicer import JobServicer
+from job_service.store import JobStore
+from lipsync.jobs.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc
+from lipsync_common.jetstream import (
+    JOBS_STREAM,
+    WORKER_CONSUMER,
+    connect,
+    ensure_streams,
+    ensure_worker_consumer,
+)
+
+
+@pytest.fixture
+async def service(
+    tmp_path: Path, nats_server: str
+) -> AsyncIterator[tuple[jobs_pb2_grpc.JobServiceStub, object]]:
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    await store.open()
+    nc, js = await connect(nats_server, "test")
+    await ensure_streams(js)
+    await ensure_worker_consumer(js)
+    render = functools.partial(job_proto, public_url="https://api", signing_key=b"k", ttl_s=60)
+    server = grpc.aio.server()
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(store, js, render), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    sub = await js.pull_subscribe_bind(WORKER_CONSUMER, stream=JOBS_STREAM)
+    yield jobs_pb2_grpc.JobServiceStub(channel), sub
+    await channel.close()
+    await server.stop(None)
+    await nc.close()
+    await store.close()
+
+
+def create_request(key: str = "", fingerprint: str = "fp") -> jobs_pb2.CreateJobRequest:
+    return jobs_pb2.CreateJobRequest(
+        account_id="acct",
+        model=jobs_pb2.MODEL_LIPSYNC_IMAGE,
+        form_state=jobs_pb2.FormState(image="https://x/i.png", audio="https://x/a.wav"),
+        idempotency_key=key,
+        request_fingerprint=fingerprint,
+    )
+
+
+async def queued(sub: object) -> list[events_pb2.JobRequested]:
+    try:
+        msgs = await sub.fetch(batch=10, timeout=0.5)  # type: ignore[attr-defined]
+    except nats.errors.TimeoutError:
+        return []
+    out = []
+    for msg in msgs:
+        request = events_pb2.JobRequested()
+        request.ParseFromString(msg.data)
+        out.append(request)
+        await msg.ack()
+    return out
+
+
+async def test_create_job_stores_and_queues_it(service: tuple) -> None:
+    stub, sub = service
+    job = (await stub.CreateJob(create_request())).job
+    assert job.status == jobs_pb2.JOB_STATUS_PROCESSING
+    (request,) = await queued(sub)
+    assert request.job_id == job.id and request.form_state.audio == "https://x/a.wav"
+    got = (await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.id, account_id="acct"))).job
+    assert got.id == job.id
+
+
+async def test_an_idempotent_retry_neither_creates_nor_queues_again(service: tuple) -> None:
+    stub, sub = service
+    first = (await stub.CreateJob(create_request(key="k1"))).job
+    again = (await stub.CreateJob(create_request(key="k1"))).job
+    assert again.id == first.id
+    assert [r.job_id for r in await queued(sub)] == [first.id]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateJob(create_request(key="k1", fingerprint="other"))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_a_job_of_another_account_is_not_found(service: tuple) -> None:
+    stub, _ = service
+    job = (await stub.CreateJob(create_request())).job
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.id, account_id="someone-else"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
