@@ -28,17 +28,26 @@ async def publish(js: object, event: events_pb2.JobEvent, msg_id: str) -> None:
     )
 
 
-async def wait_for(predicate: object, timeout_s: float = 10) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not await predicate():  # type: ignore[operator]
-            await asyncio.sleep(0.02)
+class Finished:
+    """Collects finished jobs and lets a test await the first one."""
+
+    def __init__(self) -> None:
+        self.rows: list[JobRow] = []
+        self.event = asyncio.Event()
+
+    def __call__(self, row: JobRow) -> None:
+        self.rows.append(row)
+        self.event.set()
+
+    async def wait(self) -> None:
+        await asyncio.wait_for(self.event.wait(), 10)
 
 
 async def test_completed_event_finishes_the_job_once(nats_server: str, store: JobStore) -> None:
     nc, js = await connect(nats_server, "test")
     await ensure_streams(js)
-    finished: list[JobRow] = []
-    consumer = EventConsumer(js, store, on_finished=finished.append)
+    finished = Finished()
+    consumer = EventConsumer(js, store, on_finished=finished)
     await consumer.start()
     try:
         row, _ = await store.create("acct", jobs_pb2.MODEL_LIPSYNC_IMAGE, b"", "", "", "")
@@ -61,17 +70,13 @@ async def test_completed_event_finishes_the_job_once(nats_server: str, store: Jo
         await publish(js, done, "c")
         await publish(js, late_failure, "d")
 
-        async def settled() -> bool:
-            job = await store.get(row.id)
-            return job is not None and job.status != jobs_pb2.JOB_STATUS_PROCESSING
-
-        await wait_for(settled)
+        await finished.wait()
         await asyncio.sleep(0.3)  # let the duplicates arrive too
         job = await store.get(row.id)
         assert job is not None
         assert job.status == jobs_pb2.JOB_STATUS_COMPLETED
         assert (job.credits, job.seed, job.execution_time_ms) == (10, 5, 900)
-        assert [r.id for r in finished] == [row.id]
+        assert [r.id for r in finished.rows] == [row.id]
     finally:
         await consumer.stop()
         await nc.close()
@@ -82,7 +87,8 @@ async def test_failed_event_records_the_message_and_no_charge(
 ) -> None:
     nc, js = await connect(nats_server, "test")
     await ensure_streams(js)
-    consumer = EventConsumer(js, store, on_finished=lambda row: None)
+    finished = Finished()
+    consumer = EventConsumer(js, store, on_finished=finished)
     await consumer.start()
     try:
         row, _ = await store.create("acct", jobs_pb2.MODEL_LIPSYNC_IMAGE, b"", "", "", "")
@@ -93,11 +99,7 @@ async def test_failed_event_records_the_message_and_no_charge(
         )
         await publish(js, event, "x")
 
-        async def failed() -> bool:
-            job = await store.get(row.id)
-            return job is not None and job.status == jobs_pb2.JOB_STATUS_FAILED
-
-        await wait_for(failed)
+        await finished.wait()
         job = await store.get(row.id)
         assert job is not None and job.error == "no face found in image" and job.credits == 0
     finally:

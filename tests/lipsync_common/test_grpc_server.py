@@ -69,12 +69,11 @@ def test_not_serving_until_started_then_serving_then_graceful_stop(tmp_path: obj
         while health(addr) != health_pb2.HealthCheckResponse.SERVING:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        assert {"lipsync.auth.v1.AuthService", "grpc.health.v1.Health"} <= reflected_services(
-            addr
-        )
+        assert {"lipsync.auth.v1.AuthService", "grpc.health.v1.Health"} <= reflected_services(addr)
         with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
             body = response.read().decode()
-        assert 'lipsync_grpc_requests_total{code="OK",method="/grpc.health.v1.Health/Check"}' in body
+        counted = 'lipsync_grpc_requests_total{code="OK",method="/grpc.health.v1.Health/Check"}'
+        assert counted in body
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
     finally:

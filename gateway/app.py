@@ -1,0 +1,56 @@
+"""The application factory: routes, error handlers, metrics and docs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from gateway import openapi, problems, routes_files, routes_health, routes_jobs
+from gateway.auth import Authenticator
+from gateway.clients import Backends
+from gateway.metrics import MetricsMiddleware
+from gateway.settings import GatewaySettings
+
+VERSION = "1.0.0"
+
+DESCRIPTION = """\
+Lip-sync videos from a video, a portrait or a two-person image, and audio.
+
+Create a job with one of the `POST /api/v1/lipsync-*` endpoints, then poll
+`GET /api/v1/jobs/{id}` every 5 to 10 seconds or pass a `webhook`. Every error
+is `application/problem+json` with a stable `code`.
+"""
+
+
+def create_app(
+    settings: GatewaySettings,
+    backends: Backends,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the gateway around connected backends; the clocks are for tests."""
+    app = FastAPI(
+        title="Lip-sync API",
+        version=VERSION,
+        description=DESCRIPTION,
+        servers=[{"url": settings.public_url}],
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        # Operation ids are the route names (`lipsync-video`, `get-job`, ...).
+        generate_unique_id_function=lambda route: route.name,
+    )
+    problems.install(app)
+    app.add_middleware(MetricsMiddleware)
+
+    authenticator = Authenticator(backends.auth, settings.auth_cache_s, clock=monotonic)
+    app.include_router(routes_jobs.router(backends, authenticator, settings.allow_private_urls))
+    app.include_router(
+        routes_files.router(settings.results_dir, settings.signing_key, clock=wall_clock)
+    )
+    app.include_router(routes_health.router(backends))
+    openapi.install(app)
+    return app

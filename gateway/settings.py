@@ -1,0 +1,54 @@
+"""The gateway's settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lipsync_common.config import (
+    DEFAULT_HTTP_ADDR,
+    DEFAULT_PUBLIC_URL,
+    data_dir,
+    env_bool,
+    env_float,
+    env_str,
+    service_addr,
+)
+from lipsync_common.signing import load_signing_key
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    http_addr: str
+    # Where clients reach the gateway; output URLs are built by job_service, so
+    # the gateway itself only mentions it in the API docs.
+    public_url: str
+    results_dir: Path
+    # Lets a webhook use http:// and private addresses, for local development.
+    allow_private_urls: bool
+    # How long a successful authentication is reused. Kept well under one
+    # second because a revoked key must be refused within a second.
+    auth_cache_s: float
+    auth_addr: str
+    billing_addr: str
+    jobs_addr: str
+    # How long requests in flight may take to finish after SIGTERM.
+    shutdown_grace_s: float
+    # Checks the signature of result download URLs; never printed.
+    signing_key: bytes = field(repr=False)
+
+    @classmethod
+    def from_env(cls) -> GatewaySettings:
+        results_default = str(data_dir() / "results")
+        return cls(
+            http_addr=env_str("LIPSYNC_HTTP_ADDR", DEFAULT_HTTP_ADDR),
+            public_url=env_str("LIPSYNC_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/"),
+            results_dir=Path(env_str("LIPSYNC_RESULTS_DIR", results_default)).resolve(),
+            allow_private_urls=env_bool("LIPSYNC_ALLOW_PRIVATE_URLS", False),
+            auth_cache_s=max(0.0, env_float("LIPSYNC_AUTH_CACHE_S", 0.5)),
+            auth_addr=service_addr("auth"),
+            billing_addr=service_addr("billing"),
+            jobs_addr=service_addr("jobs"),
+            shutdown_grace_s=env_float("LIPSYNC_SHUTDOWN_GRACE_S", 10.0),
+            signing_key=load_signing_key(),
+        )

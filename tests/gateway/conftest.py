@@ -1,0 +1,227 @@
+"""Fixtures: the gateway app over real in-process gRPC servers.
+
+The three services are small in-memory fakes behind real `grpc.aio` servers,
+so the gateway's channels, stubs, timeouts and status codes are exercised for
+real; the services themselves are tested in their own suites.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from gateway.app import create_app
+from gateway.clients import SERVICE_NAMES, Backends
+from gateway.settings import GatewaySettings
+from lipsync.auth.v1 import auth_pb2, auth_pb2_grpc
+from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
+from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+
+API_KEY = "sk_testkey1_" + "A1b2C3d4" * 4
+OTHER_KEY = "sk_testkey2_" + "Z9y8X7w6" * 4
+ACCOUNT = "acct-1"
+OTHER_ACCOUNT = "acct-2"
+SIGNING_KEY = b"test-signing-key"
+AUTH_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+
+
+class FakeAuth(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self) -> None:
+        self.keys = {API_KEY: (ACCOUNT, "testkey1"), OTHER_KEY: (OTHER_ACCOUNT, "testkey2")}
+        self.revoked: set[str] = set()
+        self.calls: list[str] = []
+
+    async def Authenticate(
+        self, request: auth_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.AuthenticateResponse:
+        self.calls.append(request.credential)
+        found = self.keys.get(request.credential)
+        if found is None or request.credential in self.revoked:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid credential")
+        account_id, key_id = found
+        return auth_pb2.AuthenticateResponse(account_id=account_id, key_id=key_id)
+
+
+class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
+    def __init__(self) -> None:
+        self.balances = {ACCOUNT: 1000, OTHER_ACCOUNT: 1000}
+        self.quotes: list[billing_pb2.Usage] = []
+
+    async def Quote(
+        self, request: billing_pb2.QuoteRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.QuoteResponse:
+        self.quotes.append(request.usage)
+        rate = 4 if request.usage.resolution == billing_pb2.RESOLUTION_720P else 2
+        seconds = 5  # no durations: the minimum charge
+        return billing_pb2.QuoteResponse(billed_seconds=seconds, credits=seconds * rate)
+
+    async def GetBalance(
+        self, request: billing_pb2.GetBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.GetBalanceResponse:
+        return billing_pb2.GetBalanceResponse(api_credits=self.balances.get(request.account_id, 0))
+
+
+@dataclass
+class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
+    jobs: dict[str, jobs_pb2.Job] = field(default_factory=dict)
+    created: list[jobs_pb2.CreateJobRequest] = field(default_factory=list)
+    idempotency: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def add(self, job: jobs_pb2.Job) -> jobs_pb2.Job:
+        self.jobs[job.id] = job
+        return job
+
+    async def CreateJob(
+        self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.CreateJobResponse:
+        self.created.append(request)
+        slot = (request.account_id, request.idempotency_key)
+        if request.idempotency_key and slot in self.idempotency:
+            fingerprint, job_id = self.idempotency[slot]
+            if fingerprint != request.request_fingerprint:
+                await context.abort(grpc.StatusCode.ALREADY_EXISTS, "key reused")
+            return jobs_pb2.CreateJobResponse(job=self.jobs[job_id])
+        job = self.add(
+            jobs_pb2.Job(
+                id=str(uuid.uuid4()),
+                account_id=request.account_id,
+                model=request.model,
+                status=jobs_pb2.JOB_STATUS_PROCESSING,
+                form_state=request.form_state,
+                webhook=request.webhook,
+            )
+        )
+        if request.idempotency_key:
+            self.idempotency[slot] = (request.request_fingerprint, job.id)
+        return jobs_pb2.CreateJobResponse(job=job)
+
+    async def GetJob(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.GetJobResponse:
+        job = self.jobs.get(request.job_id)
+        if job is None or job.account_id != request.account_id:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "job not found")
+        return jobs_pb2.GetJobResponse(job=job)
+
+
+@dataclass
+class FakeStack:
+    """Three gRPC servers, one per service, each with its health service."""
+
+    auth: FakeAuth
+    billing: FakeBilling
+    jobs: FakeJobs
+    servers: dict[str, grpc.aio.Server]
+    ports: dict[str, int]
+    health: dict[str, health.aio.HealthServicer]
+    backends: Backends
+
+    async def stop(self, name: str) -> None:
+        await self.servers[name].stop(None)
+
+
+async def _serve(
+    name: str, register: object, servicer: object
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    server = grpc.aio.server()
+    register(servicer, server)  # type: ignore[operator]
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    await health_servicer.set(SERVICE_NAMES[name], health_pb2.HealthCheckResponse.SERVING)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port, health_servicer
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[FakeStack]:
+    fakes = {"auth": FakeAuth(), "billing": FakeBilling(), "jobs": FakeJobs()}
+    registers = {
+        "auth": auth_pb2_grpc.add_AuthServiceServicer_to_server,
+        "billing": billing_pb2_grpc.add_BillingServiceServicer_to_server,
+        "jobs": jobs_pb2_grpc.add_JobServiceServicer_to_server,
+    }
+    servers, ports, healths = {}, {}, {}
+    for name, fake in fakes.items():
+        servers[name], ports[name], healths[name] = await _serve(name, registers[name], fake)
+    backends = Backends.from_channels(
+        *(grpc.aio.insecure_channel(f"127.0.0.1:{ports[name]}") for name in fakes)
+    )
+    yield FakeStack(
+        auth=fakes["auth"],  # type: ignore[arg-type]
+        billing=fakes["billing"],  # type: ignore[arg-type]
+        jobs=fakes["jobs"],  # type: ignore[arg-type]
+        servers=servers,
+        ports=ports,
+        health=healths,
+        backends=backends,
+    )
+    await backends.close()
+    for server in servers.values():
+        await server.stop(None)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> GatewaySettings:
+    results = tmp_path / "results"
+    results.mkdir()
+    return GatewaySettings(
+        http_addr="127.0.0.1:0",
+        public_url="http://testserver",
+        results_dir=results,
+        allow_private_urls=False,
+        auth_cache_s=0.5,
+        auth_addr="unused",
+        billing_addr="unused",
+        jobs_addr="unused",
+        shutdown_grace_s=1.0,
+        signing_key=SIGNING_KEY,
+    )
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def client(
+    stack: FakeStack, settings: GatewaySettings, clock: FakeClock
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, stack.backends, monotonic=clock, wall_clock=clock)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    """The response is a problem+json of this status and code; returns the body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["code"] == code
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
