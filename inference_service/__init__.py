@@ -1,0 +1,1 @@
+"""Inference service: media fetch and probe, the lip-sync engine, encoding, result upload."""

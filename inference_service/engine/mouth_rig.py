@@ -1,0 +1,227 @@
+"""Open and close the mouth of a still portrait by warping the lower lip and jaw.
+
+Everything that does not depend on the opening is computed once: the region
+of interest (ROI) around mouth and chin, a per-pixel displacement basis, and
+the colour layers for the mouth cavity and teeth. A frame then costs one
+``cv2.remap`` of the ROI plus an anti-aliased polygon composite, and pixels
+outside the ROI are never touched.
+
+Model, in a face frame with ``u`` along the mouth (corner to corner) and
+``v`` down toward the chin:
+
+* Above the resting inner lower lip nothing moves: upper lip and any teeth
+  already visible stay with the skull, as anatomy says.
+* Below it, content moves down by ``opening * amplitude * B(u, v)``. Near the
+  lip line ``B`` follows the mouth's elliptical gap profile (zero at the
+  corners); further down it blends into a rigid jaw profile that covers the
+  chin and fades out across the cheeks and into the neck.
+* The newly opened gap between the resting and the displaced inner lower lip
+  is painted as mouth cavity (dark, derived from the lip colour) with upper
+  teeth along its top edge when the source mouth was closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from inference_service.engine import landmarks as lm
+from inference_service.engine.warp_math import FaceFrame, smoothstep
+
+FloatArray = npt.NDArray[np.float32]
+UInt8Array = npt.NDArray[np.uint8]
+
+# Widest opening as a fraction of the mouth width (corner to corner); a relaxed "ah".
+MAX_OPEN_RATIO = 0.32
+# Openings below this are drawn as the untouched source (avoids sub-pixel shimmer in pauses).
+MIN_VISIBLE_OPENING = 0.02
+# A source gap (inner lips apart) below this fraction of the mouth width counts as closed.
+CLOSED_MOUTH_RATIO = 0.06
+# Height of the visible upper-teeth band as a fraction of the mouth width.
+TEETH_RATIO = 0.11
+# Height of the tongue band along the gap's lower edge, as a fraction of the mouth width.
+TONGUE_RATIO = 0.07
+# fillPoly sub-pixel precision: coordinates are in 1/16 px.
+_SHIFT = 4
+_POLY_POINTS = 24
+
+
+@dataclass(frozen=True)
+class Box:
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+
+class MouthRig:
+    """Renders the mouth region of ``source`` at any opening in [0, 1]."""
+
+    def __init__(self, source: UInt8Array, points: FloatArray) -> None:
+        self.source = source
+        height, width = source.shape[:2]
+        left, right = points[lm.MOUTH_CORNER_LEFT], points[lm.MOUTH_CORNER_RIGHT]
+        self.frame = FaceFrame((left + right) / 2, right - left, points[lm.CHIN])
+        self.mouth_width = float(np.linalg.norm(right - left))
+
+        lower = self._sorted_uv(points, lm.INNER_LOWER_LIP)
+        upper = self._sorted_uv(points, lm.INNER_UPPER_LIP)
+        self._lip_u, self._lip_v = lower[:, 0], lower[:, 1]
+        self.half_width = float(max((lower[-1, 0] - lower[0, 0]) / 2, 1.0))
+        self.centre_u = float((lower[-1, 0] + lower[0, 0]) / 2)
+        chin_v = float(self.frame.to_uv(points[lm.CHIN])[1])
+        lip_bottom_v = float(self.frame.to_uv(points[lm.LOWER_LIP_BOTTOM])[1])
+        lip_v = float(np.interp(self.centre_u, self._lip_u, self._lip_v))
+        fade = max(0.5 * (chin_v - lip_v), 0.25 * self.mouth_width)
+        source_gap = float(np.max(lower[:, 1] - np.interp(lower[:, 0], upper[:, 0], upper[:, 1])))
+        self.draw_teeth = source_gap < CLOSED_MOUTH_RATIO * self.mouth_width
+        # A mouth that is already open (a smile showing teeth) needs less extra opening.
+        widest = MAX_OPEN_RATIO * self.mouth_width
+        self.amplitude = max(widest - 0.5 * max(source_gap, 0.0), 0.6 * widest)
+
+        reach = 1.25 * self.mouth_width
+        box = self.frame.bounding_box(
+            self.centre_u - reach,
+            self.centre_u + reach,
+            float(self._lip_v.min()) - self.amplitude - 2.0,
+            chin_v + fade + 2.0,
+            width,
+            height,
+        )
+        self.box = Box(*box)
+        u, v = self.frame.grid_uv(*box)
+        self._u = u
+        basis = self._displacement_basis(u, v, lip_bottom_v, chin_v, fade)
+        ys, xs = np.mgrid[self.box.y0 : self.box.y1, self.box.x0 : self.box.x1].astype(np.float32)
+        self._grid_x, self._grid_y = xs, ys
+        # Backward map: the output pixel p shows source pixel p - d(p) * down.
+        self._shift_x = (self.amplitude * basis * self.frame.ey[0]).astype(np.float32)
+        self._shift_y = (self.amplitude * basis * self.frame.ey[1]).astype(np.float32)
+        self._cavity, self._teeth = self._colour_layers(points, u)
+
+    def _sorted_uv(self, points: FloatArray, indices: tuple[int, ...]) -> FloatArray:
+        uv = self.frame.to_uv(points[list(indices)])
+        return uv[np.argsort(uv[:, 0])]
+
+    def _lip_profile(self, u: FloatArray) -> FloatArray:
+        """Relative gap height along the mouth: an ellipse, 1 in the middle, 0 at the corners."""
+        x = (u - self.centre_u) / self.half_width
+        return np.sqrt(np.clip(1.0 - x * x, 0.0, 1.0)).astype(np.float32)
+
+    def _displacement_basis(
+        self, u: FloatArray, v: FloatArray, lip_bottom_v: float, chin_v: float, fade: float
+    ) -> FloatArray:
+        lip_v = np.interp(u, self._lip_u, self._lip_v).astype(np.float32)
+        du = np.abs(u - self.centre_u)
+        jaw = 1.0 - smoothstep(0.45 * self.mouth_width, 1.15 * self.mouth_width, du)
+        # The lips part along a sharp line inside the mouth; past the corners skin stretches.
+        tear_width = 1.0 + np.maximum(du - self.half_width, 0.0) * 0.8
+        tear = smoothstep(lip_v - 0.5, lip_v - 0.5 + tear_width, v)
+        to_jaw = smoothstep(lip_v, lip_bottom_v + 0.5 * (chin_v - lip_bottom_v), v)
+        below_chin = 1.0 - smoothstep(chin_v, chin_v + fade, v)
+        lips = self._lip_profile(u)
+        return (tear * ((1.0 - to_jaw) * lips + to_jaw * jaw) * below_chin).astype(np.float32)
+
+    def _colour_layers(self, points: FloatArray, u: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Per-pixel cavity and teeth colours, lit like the face they sit in."""
+        lip_ring = np.concatenate(
+            [points[list(lm.INNER_LOWER_LIP)], points[list(lm.OUTER_LOWER_LIP)][::-1]]
+        )
+        mask = np.zeros(self.source.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(lip_ring).astype(np.int32)], 255)
+        lip_colour = np.asarray(cv2.mean(self.source, mask=mask)[:3], np.float32)
+        if not np.any(mask):
+            lip_colour = np.array([90, 90, 150], np.float32)
+        across = self._lip_profile(u)[..., np.newaxis]
+        brightness = float(np.clip(lip_colour.mean() / 140.0, 0.55, 1.15))
+        # The cavity is a dark red-brown (half the lips' own hue, half a fixed throat colour),
+        # darkest in the middle where the throat is.
+        throat = np.array([22, 24, 80], np.float32) * brightness
+        cavity = (0.5 * lip_colour * 0.35 + 0.5 * throat) * (1.15 - 0.45 * across)
+        # The tongue shows along the lower edge: a muted, lighter version of the lips.
+        tongue_tint = np.array([0.5, 0.5, 0.78], np.float32)  # BGR: redder than the lips
+        self._tongue = (lip_colour * tongue_tint * (0.7 + 0.3 * across)).astype(np.float32)
+        enamel = np.array([208, 216, 226], np.float32) * 0.8 + lip_colour * 0.2
+        # Teeth recede into shadow toward the mouth corners.
+        teeth = enamel * brightness * (0.5 + 0.45 * across)
+        return cavity.astype(np.float32), teeth.astype(np.float32)
+
+    def _gap_polygons(self, opening: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Outlines (ROI pixels) of the opened gap, the upper-teeth band and the tongue band."""
+        u = np.linspace(self._lip_u[0], self._lip_u[-1], _POLY_POINTS).astype(np.float32)
+        rest_v = np.interp(u, self._lip_u, self._lip_v).astype(np.float32)
+        profile = self._lip_profile(u)
+        drop = opening * self.amplitude * profile
+        teeth_drop = np.minimum(drop * 0.7, TEETH_RATIO * self.mouth_width * profile)
+        tongue_rise = np.minimum(drop * 0.45, TONGUE_RATIO * self.mouth_width * profile)
+        offset = np.array([self.box.x0, self.box.y0], np.float32)
+
+        def outline(top: FloatArray, bottom: FloatArray) -> FloatArray:
+            ring = np.concatenate([np.stack([u, top], 1), np.stack([u, bottom], 1)[::-1]])
+            return self.frame.to_xy(ring) - offset
+
+        low_v = rest_v + drop
+        return (
+            outline(rest_v, low_v),
+            outline(rest_v, rest_v + teeth_drop),
+            outline(low_v - tongue_rise, low_v),
+        )
+
+    def render_into(self, canvas: UInt8Array, opening: float) -> None:
+        """Write the mouth ROI for ``opening`` into ``canvas`` (a copy of the source frame)."""
+        rows, cols = self.box.slices
+        if opening < MIN_VISIBLE_OPENING:
+            canvas[rows, cols] = self.source[rows, cols]
+            return
+        map_x = self._grid_x - opening * self._shift_x
+        map_y = self._grid_y - opening * self._shift_y
+        # remap returns a new ROI-sized array, so the source stays pristine for the next frame.
+        warped = np.asarray(
+            cv2.remap(self.source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+            np.uint8,
+        )
+        self._paint_mouth(warped, *self._gap_polygons(opening))
+        canvas[rows, cols] = warped
+
+    def _paint_mouth(
+        self, roi: UInt8Array, gap: FloatArray, teeth: FloatArray, tongue: FloatArray
+    ) -> None:
+        x0 = max(int(np.floor(gap[:, 0].min())) - 2, 0)
+        y0 = max(int(np.floor(gap[:, 1].min())) - 2, 0)
+        x1 = min(int(np.ceil(gap[:, 0].max())) + 3, roi.shape[1])
+        y1 = min(int(np.ceil(gap[:, 1].max())) + 3, roi.shape[0])
+        if x1 <= x0 or y1 <= y0:
+            return
+        origin = np.array([x0, y0], np.float32)
+        size = (y1 - y0, x1 - x0)
+        alpha = _coverage(gap, origin, size, blur=False)
+        colour = self._cavity[y0:y1, x0:x1]
+        # Layers inside the cavity: a soft-topped tongue at the bottom, teeth at the top.
+        tongue_alpha = _coverage(tongue, origin, size, blur=True) * 0.7
+        colour = colour * (1.0 - tongue_alpha) + self._tongue[y0:y1, x0:x1] * tongue_alpha
+        if self.draw_teeth:
+            teeth_alpha = _coverage(teeth, origin, size, blur=True) * 0.9
+            colour = colour * (1.0 - teeth_alpha) + self._teeth[y0:y1, x0:x1] * teeth_alpha
+        patch = roi[y0:y1, x0:x1].astype(np.float32)
+        blended = patch * (1.0 - alpha) + colour * alpha + 0.5
+        roi[y0:y1, x0:x1] = np.clip(blended, 0, 255).astype(np.uint8)
+
+
+def _coverage(
+    outline: FloatArray, origin: FloatArray, size: tuple[int, int], *, blur: bool
+) -> FloatArray:
+    """Anti-aliased coverage in [0, 1] of a polygon, shaped (rows, cols, 1)."""
+    mask = np.zeros(size, np.uint8)
+    points = np.round((outline - origin) * float(1 << _SHIFT)).astype(np.int32)
+    cv2.fillPoly(mask, [points], 255, cv2.LINE_AA, _SHIFT)
+    if blur:
+        # Inner edges (teeth tips, tongue top) are soft in real footage at 480p/720p.
+        mask = np.asarray(cv2.GaussianBlur(mask, (3, 3), 0), np.uint8)
+    return (mask.astype(np.float32) / 255.0)[..., np.newaxis]

@@ -1,0 +1,67 @@
+"""Downloads job inputs through the URL guard, within size limits.
+
+Redirects are followed by hand so that every hop passes the guard: a public
+URL must not be able to redirect the worker into the private network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urljoin
+
+import httpx
+
+from inference_service.failures import JobFailure
+from lipsync_common.netguard import UnsafeURLError, check_url
+
+MAX_REDIRECTS = 5
+CHUNK = 256 * 1024
+
+
+async def download(
+    client: httpx.AsyncClient,
+    field: str,
+    url: str,
+    dest: Path,
+    max_bytes: int,
+    allow_private: bool,
+) -> int:
+    """Download `url` to `dest`; returns the byte count. `field` names the input."""
+    label = field.removeprefix("formState.")
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            await check_url(url, allow_private, ("http", "https"))
+        except UnsafeURLError as exc:
+            raise JobFailure(f"{field}: {exc}") from None
+        try:
+            async with client.stream("GET", url) as response:
+                if response.is_redirect and "location" in response.headers:
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                if response.status_code != 200:
+                    raise JobFailure(
+                        f"{label} could not be downloaded: {url} answered "
+                        f"HTTP {response.status_code}"
+                    )
+                declared = int(response.headers.get("content-length") or 0)
+                if declared > max_bytes:
+                    raise JobFailure(_too_large(label, max_bytes))
+                size = 0
+                with dest.open("wb") as out:
+                    async for chunk in response.aiter_bytes(CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise JobFailure(_too_large(label, max_bytes))
+                        out.write(chunk)
+                if size == 0:
+                    raise JobFailure(f"{label} could not be downloaded: {url} is empty")
+                return size
+        except httpx.HTTPError as exc:
+            raise JobFailure(
+                f"{label} could not be downloaded: {type(exc).__name__} for {url}"
+            ) from None
+    raise JobFailure(f"{label} could not be downloaded: too many redirects from {url}")
+
+
+def _too_large(label: str, max_bytes: int) -> str:
+    return f"{label} is larger than the limit of {max_bytes // (1024 * 1024)} MB"

@@ -1,0 +1,157 @@
+"""End-to-end ``render_image``: real portrait, speech-like audio, decoded MP4 checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from inference_service.engine import LipsyncEngine, RenderResult, resolve_seed, scale_to_height
+from inference_service.engine.__main__ import main as cli_main
+from inference_service.engine.mouth_rig import MouthRig
+from inference_service.media import MediaError, load_image_bgr, probe_output
+from tests.media_fixtures import portrait_path, write_garbage, write_speech_wav
+
+SECONDS, HEAD, TAIL = 3.0, 0.6, 0.8
+FPS = 25
+
+
+@dataclass(frozen=True)
+class Render:
+    result: RenderResult
+    path: Path
+    frames: list[np.ndarray]
+
+
+def _decode(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def engine() -> LipsyncEngine:
+    engine = LipsyncEngine()
+    engine.setup()
+    return engine
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("speech")
+    return write_speech_wav(folder / "voice.wav", SECONDS, silence_head=HEAD, silence_tail=TAIL)
+
+
+@pytest.fixture(scope="module")
+def render(engine: LipsyncEngine, speech: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
+    out = tmp_path_factory.mktemp("render") / "out.mp4"
+    result = engine.render_image(str(portrait_path()), str(speech), str(out), height=480, seed=7)
+    return Render(result, out, _decode(out))
+
+
+def test_render_writes_an_mp4_as_long_as_the_audio(render: Render) -> None:
+    info = probe_output(render.path)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert info.height == 480 and info.width % 2 == 0
+    assert abs(info.duration_s - SECONDS) <= 1 / FPS
+    assert render.result.frames == len(render.frames) == round(SECONDS * FPS)
+    assert render.result.duration_s == pytest.approx(SECONDS, abs=1e-3)
+    assert render.result.seed == 7
+    assert {"decode", "detect", "render", "encode"} <= set(render.result.timings_ms)
+    assert all(isinstance(ms, int) for ms in render.result.timings_ms.values())
+
+
+def _mouth_box(height: int) -> tuple[slice, slice]:
+    prepared = LipsyncEngine().prepare_face(portrait_path())
+    frame, points = scale_to_height(prepared.image, prepared.landmarks.points, height)
+    return MouthRig(frame, points).box.slices
+
+
+def test_mouth_moves_with_speech_and_rests_in_silence(render: Render) -> None:
+    rows, cols = _mouth_box(480)
+    reference = render.frames[0][rows, cols].astype(np.float32)
+    change = np.array(
+        [np.abs(frame[rows, cols].astype(np.float32) - reference).mean() for frame in render.frames]
+    )
+    # Skip a frame either side of the boundaries: the mouth leads speech and closes on release.
+    silent = np.concatenate([change[: round(HEAD * FPS) - 2], change[-round(TAIL * FPS) + 8 :]])
+    loud = change[round(HEAD * FPS) + 2 : -round(TAIL * FPS) - 2]
+    assert silent.max() < 3  # encoder noise only (I- vs P-frame quantisation)
+    assert np.percentile(loud, 75) > 3 * max(silent.max(), 1.0)
+    assert loud.max() > 8
+
+
+def test_pixels_away_from_the_mouth_match_the_source(render: Render) -> None:
+    source = load_image_bgr(portrait_path())
+    scaled, _ = scale_to_height(source, np.zeros((468, 2), np.float32), 480)
+    top = scaled.shape[0] * 3 // 10
+    loudest = max(render.frames, key=lambda frame: float(np.abs(frame - render.frames[0]).sum()))
+    for frame in (render.frames[0], loudest):
+        assert cv2.PSNR(frame[:top], scaled[:top]) > 30
+
+
+def test_same_seed_gives_identical_frames(
+    engine: LipsyncEngine, speech: Path, render: Render, tmp_path: Path
+) -> None:
+    out = tmp_path / "again.mp4"
+    engine.render_image(str(portrait_path()), str(speech), str(out), height=480, seed=7)
+    again = _decode(out)
+    assert len(again) == len(render.frames)
+    assert all(np.array_equal(a, b) for a, b in zip(again, render.frames, strict=True))
+
+
+def test_720p_render_has_720_lines(engine: LipsyncEngine, tmp_path: Path) -> None:
+    audio = write_speech_wav(tmp_path / "short.wav", 1.0)
+    out = tmp_path / "hd.mp4"
+    result = engine.render_image(str(portrait_path()), str(audio), str(out), height=720)
+    info = probe_output(out)
+    assert (info.height, result.height) == (720, 720) and info.width % 2 == 0
+    assert 0 <= result.seed < 2**31  # random when not given
+
+
+def test_undecodable_audio_fails_with_a_user_message_and_no_output(
+    engine: LipsyncEngine, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.mp4"
+    with pytest.raises(MediaError, match="audio could not be decoded"):
+        engine.render_image(
+            str(portrait_path()), str(write_garbage(tmp_path / "a.mp3")), str(out), height=480
+        )
+    assert not out.exists()
+
+
+def test_unsupported_height_is_a_programming_error(engine: LipsyncEngine, speech: Path) -> None:
+    with pytest.raises(ValueError, match="height"):
+        engine.render_image(str(portrait_path()), str(speech), "/nonexistent/x.mp4", height=1080)
+
+
+def test_resolve_seed() -> None:
+    assert resolve_seed(42) == 42
+    assert 0 <= resolve_seed(None) < 2**31
+    assert 0 <= resolve_seed(-1) < 2**31
+
+
+def test_cli_prints_the_render_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    audio = write_speech_wav(tmp_path / "v.wav", 0.6)
+    out = tmp_path / "cli.mp4"
+    code = cli_main(
+        ["--image", str(portrait_path()), "--audio", str(audio), "--out", str(out), "--seed", "3"]
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["seed"] == 3 and printed["frames"] == 15 and printed["height"] == 480
+    assert out.is_file()
+
+
+def test_cli_reports_user_errors_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    garbage = write_garbage(tmp_path / "face.png")
+    audio = write_speech_wav(tmp_path / "v.wav", 0.4)
+    code = cli_main(["--image", str(garbage), "--audio", str(audio), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert json.loads(capsys.readouterr().err)["error"].startswith("image could not be decoded")
