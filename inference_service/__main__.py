@@ -51,7 +51,6 @@ async def main() -> None:
         await worker.start()
 
     async def stop() -> None:
-        await worker.stop()
         with contextlib.suppress(Exception):
             await nc.drain()
         await http.aclose()
@@ -68,6 +67,7 @@ async def main() -> None:
         register,
         start=start,
         stop=stop,
+        drain=worker.stop,
     )
 
 

@@ -49,18 +49,22 @@ class Worker:
         self.in_flight = 0
         self.finished = 0
         self._task: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         await ensure_worker_consumer(self.js)
-        sub = await self.js.pull_subscribe_bind(WORKER_CONSUMER, stream=JOBS_STREAM)
-        self._task = asyncio.create_task(self._run(sub))
+        self._sub = await self.js.pull_subscribe_bind(WORKER_CONSUMER, stream=JOBS_STREAM)
+        self._task = asyncio.create_task(self._run(self._sub))
 
     async def stop(self) -> None:
         """Stop taking jobs and let the current one finish."""
         self._stopping.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._sub is not None:
+            # An open pull subscription makes nats-py's drain() wait its whole timeout.
+            await self._sub.unsubscribe()
 
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
         while not self._stopping.is_set():

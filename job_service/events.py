@@ -54,16 +54,22 @@ class EventConsumer:
         self.store = store
         self.on_finished = on_finished
         self._task: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
 
     async def start(self) -> None:
         await ensure_events_consumer(self.js, JOB_SERVICE_EVENTS)
-        sub = await self.js.pull_subscribe_bind(JOB_SERVICE_EVENTS.durable, stream=EVENTS_STREAM)
-        self._task = asyncio.create_task(self._run(sub))
+        self._sub = await self.js.pull_subscribe_bind(
+            JOB_SERVICE_EVENTS.durable, stream=EVENTS_STREAM
+        )
+        self._task = asyncio.create_task(self._run(self._sub))
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._sub is not None:
+            # An open pull subscription makes nats-py's drain() wait its whole timeout.
+            await self._sub.unsubscribe()
 
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
         while True:

@@ -27,6 +27,20 @@ def sqlite_path(url: str) -> str:
     return url[len(prefix) :]
 
 
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements; a trigger body's `;` does not split."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
 class Database:
     """A SQLite connection driven from a single worker thread."""
 
@@ -59,9 +73,8 @@ class Database:
                 continue
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _statements(script):
+                    conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
                 conn.execute("COMMIT")
             except BaseException:

@@ -185,16 +185,17 @@ class Stack:
                 raise StackError(f"{name} exited with code {code}")
 
     def stop(self, grace_s: float = 15.0) -> None:
+        """Stop the children one by one, last started first: the gateway goes
+        before the services it calls, and NATS goes last, so every service
+        drains its subscriptions against a live server."""
         for _, process in reversed(self.children):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for _, process in reversed(self.children):
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                try:
+                    process.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         self.children.clear()
         for log_file in self._logs:
             log_file.close()

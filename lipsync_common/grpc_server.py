@@ -8,7 +8,8 @@ around them; this module does the rest the same way for every service:
   the server drains;
 * server reflection lists the service for grpcurl and friends;
 * Prometheus metrics are served over HTTP;
-* SIGTERM or SIGINT stops the server with a grace period, then runs `stop`.
+* SIGTERM or SIGINT runs `drain`, stops the server with a grace period, then
+  runs `stop`.
 """
 
 from __future__ import annotations
@@ -36,8 +37,14 @@ async def run_grpc_service(
     register: Callable[[grpc.aio.Server], None],
     start: Hook | None = None,
     stop: Hook | None = None,
+    drain: Hook | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT. `service_names` are full proto names."""
+    """Serve until SIGTERM/SIGINT. `service_names` are full proto names.
+
+    On a signal: health turns NOT_SERVING, `drain` runs while the server still
+    answers (a worker finishes its current job there, and liveness probes keep
+    passing), the server stops with its grace period, then `stop` runs.
+    """
     server = grpc.aio.server(interceptors=[MetricsInterceptor()])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -70,6 +77,8 @@ async def run_grpc_service(
     await stopping.wait()
     log.info("draining")
     await health_servicer.enter_graceful_shutdown()
+    if drain is not None:
+        await drain()
     await server.stop(settings.grace_seconds)
     if stop is not None:
         await stop()

@@ -32,6 +32,8 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
+from lipsync_common.config import env_int
+
 log = logging.getLogger(__name__)
 
 JOBS_STREAM = "LIPSYNC_JOBS"
@@ -90,6 +92,8 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 
 
 async def ensure_streams(js: JetStreamContext) -> None:
+    # 1 on a single server; 3 on a JetStream cluster, so losing a server loses nothing.
+    replicas = env_int("LIPSYNC_JETSTREAM_REPLICAS", 1)
     await _ensure_stream(
         js,
         StreamConfig(
@@ -98,6 +102,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=replicas,
         ),
     )
     await _ensure_stream(
@@ -109,6 +114,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
             max_age=EVENTS_MAX_AGE_S,
+            num_replicas=replicas,
         ),
     )
 

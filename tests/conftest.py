@@ -19,10 +19,13 @@ def nats_server(tmp_path: Path) -> Iterator[str]:
     process = subprocess.Popen(
         [
             nats_server_binary(),
-            "--addr", "127.0.0.1",
-            "--port", str(port),
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            str(port),
             "--jetstream",
-            "--store_dir", str(tmp_path / "nats"),
+            "--store_dir",
+            str(tmp_path / "nats"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ class Platform:
 
     def account(self, credits: int) -> tuple[str, str]:
         """A new account with `credits` API credits and a key; returns (account, key)."""
-        email = f"user{len(self.media.webhooks)}-{id(object())}@example.com"
+        email = f"user-{uuid.uuid4().hex[:12]}@example.com"
         account_id = ctl(self.env, "account", "create", "--email", email)["account_id"]
         key = ctl(self.env, "key", "create", "--account", account_id, "--name", "test")["key"]
         if credits:
@@ -44,6 +46,18 @@ class Platform:
 
     def balance(self, account_id: str) -> int:
         return int(ctl(self.env, "credits", "balance", "--account", account_id)["api_credits"])
+
+    def settled_balance(self, account_id: str, expected: int, timeout_s: float = 10) -> int:
+        """The balance once billing has consumed the job's terminal event.
+
+        Billing captures or releases from the events stream, independently of
+        job_service, so a reservation can outlive the job's `failed` state by a
+        few milliseconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        while (balance := self.balance(account_id)) != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return balance
 
 
 @pytest.fixture(scope="session")

@@ -89,7 +89,7 @@ def test_bad_media_fails_the_job_and_charges_nothing(
     assert job["status"] == "failed"
     assert message in job["error"]
     assert job["output"] is None and job["credits"] == 0
-    assert platform.balance(account_id) == 50
+    assert platform.settled_balance(account_id, expected=50) == 50
 
 
 def test_models_without_an_engine_yet_fail_clearly_and_charge_nothing(

@@ -1,0 +1,1 @@
+"""Accounts and API keys: issues keys, stores only keyed hashes, authenticates."""

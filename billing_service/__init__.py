@@ -1,0 +1,1 @@
+"""Prices, API and user credit wallets, and the append-only ledger."""

@@ -1,0 +1,44 @@
+"""`python -m billing_service`: serve BillingService and settle jobs from events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from billing_service.events import EventConsumer
+from billing_service.ledger import Ledger
+from billing_service.servicer import BillingServicer
+from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
+from lipsync_common.config import ServerSettings, database_url, nats_url
+from lipsync_common.grpc_server import run_grpc_service
+from lipsync_common.logs import setup_logging
+
+SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
+
+
+async def main() -> None:
+    setup_logging("billing")
+    ledger = Ledger(database_url("billing"))
+    consumer = EventConsumer(ledger, nats_url())
+    servicer = BillingServicer(ledger)
+
+    def register(server: grpc.aio.Server) -> None:
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
+
+    async def start() -> None:
+        await ledger.open()
+        await consumer.start()
+
+    async def stop() -> None:
+        # Events first: a message being handled still needs the ledger.
+        await consumer.stop()
+        await ledger.close()
+
+    await run_grpc_service(
+        ServerSettings.from_env("billing"), [SERVICE_NAME], register, start=start, stop=stop
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

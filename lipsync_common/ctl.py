@@ -1,0 +1,187 @@
+"""`lipsyncctl`: the operator's command line for accounts, API keys and credits.
+
+Every command prints one JSON object on stdout. A failure prints
+`{"error": ..., "code": ...}` on stderr and exits with status 1. The services
+are reached at `LIPSYNC_AUTH_ADDR` and `LIPSYNC_BILLING_ADDR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from lipsync.auth.v1 import auth_pb2, auth_pb2_grpc
+from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
+from lipsync_common.config import service_addr
+
+RPC_TIMEOUT_S = 10.0
+_WALLETS = {"api": billing_pb2.WALLET_API, "user": billing_pb2.WALLET_USER}
+
+
+class UsageError(Exception):
+    """The command line itself is wrong."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints usage and exits 2; the contract of this tool is JSON and 1.
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _time(stamp: Timestamp, present: bool = True) -> str | None:
+    if not present:
+        return None
+    return stamp.ToDatetime().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _balance(balance: billing_pb2.GetBalanceResponse) -> dict[str, Any]:
+    return {
+        "api_credits": balance.api_credits,
+        "user_credits": balance.user_credits,
+        "reserved_credits": balance.reserved_credits,
+    }
+
+
+def _auth(channel: grpc.Channel) -> auth_pb2_grpc.AuthServiceStub:
+    return auth_pb2_grpc.AuthServiceStub(channel)
+
+
+def _billing(channel: grpc.Channel) -> billing_pb2_grpc.BillingServiceStub:
+    return billing_pb2_grpc.BillingServiceStub(channel)
+
+
+def account_create(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _auth(channel).CreateAccount(
+        auth_pb2.CreateAccountRequest(email=args.email), timeout=RPC_TIMEOUT_S
+    )
+    return {"account_id": response.account_id}
+
+
+def key_create(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _auth(channel).CreateApiKey(
+        auth_pb2.CreateApiKeyRequest(account_id=args.account, name=args.name),
+        timeout=RPC_TIMEOUT_S,
+    )
+    return {
+        "key": response.key,
+        "key_id": response.api_key.key_id,
+        "name": response.api_key.name,
+        "created_at": _time(response.api_key.created_at),
+    }
+
+
+def key_list(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _auth(channel).ListApiKeys(
+        auth_pb2.ListApiKeysRequest(account_id=args.account), timeout=RPC_TIMEOUT_S
+    )
+    return {
+        "data": [
+            {
+                "key_id": key.key_id,
+                "name": key.name,
+                "prefix": key.prefix,
+                "created_at": _time(key.created_at),
+                "last_used_at": _time(key.last_used_at, key.HasField("last_used_at")),
+                "revoked": key.revoked,
+            }
+            for key in response.keys
+        ]
+    }
+
+
+def key_revoke(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _auth(channel).RevokeApiKey(
+        auth_pb2.RevokeApiKeyRequest(key_id=args.key_id), timeout=RPC_TIMEOUT_S
+    )
+    return {"key_id": response.api_key.key_id, "revoked": response.api_key.revoked}
+
+
+def credits_grant(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _billing(channel).GrantCredits(
+        billing_pb2.GrantCreditsRequest(
+            account_id=args.account,
+            amount=args.amount,
+            reason=args.reason,
+            wallet=_WALLETS[args.wallet],
+        ),
+        timeout=RPC_TIMEOUT_S,
+    )
+    return _balance(response.balance)
+
+
+def credits_balance(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _billing(channel).GetBalance(
+        billing_pb2.GetBalanceRequest(account_id=args.account), timeout=RPC_TIMEOUT_S
+    )
+    return _balance(response)
+
+
+Command = Callable[[argparse.Namespace, grpc.Channel], dict[str, Any]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lipsyncctl", description=__doc__.splitlines()[0] if __doc__ else "")
+    groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
+
+    def command(group: Any, name: str, service: str, run: Command, summary: str) -> Any:
+        sub = group.add_parser(name, help=summary)
+        sub.set_defaults(service=service, run=run)
+        return sub
+
+    account = groups.add_parser("account", help="accounts").add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
+    sub = command(account, "create", "auth", account_create, "open an account")
+    sub.add_argument("--email", required=True)
+
+    key = groups.add_parser("key", help="API keys").add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
+    sub = command(key, "create", "auth", key_create, "issue a key; its secret is shown once")
+    sub.add_argument("--account", required=True, help="account id")
+    sub.add_argument("--name", default="", help="a memorable name")
+    sub = command(key, "list", "auth", key_list, "list an account's keys")
+    sub.add_argument("--account", required=True, help="account id")
+    sub = command(key, "revoke", "auth", key_revoke, "revoke a key at once")
+    sub.add_argument("--key-id", required=True)
+
+    credit = groups.add_parser("credits", help="credit wallets").add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
+    sub = command(credit, "grant", "billing", credits_grant, "add credits to a wallet")
+    sub.add_argument("--account", required=True, help="account id")
+    sub.add_argument("--amount", required=True, type=int)
+    sub.add_argument("--reason", required=True)
+    sub.add_argument("--wallet", choices=sorted(_WALLETS), default="api")
+    sub = command(credit, "balance", "billing", credits_balance, "show an account's wallets")
+    sub.add_argument("--account", required=True, help="account id")
+    return parser
+
+
+def _fail(error: str, code: str) -> int:
+    print(json.dumps({"error": error, "code": code}), file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return _fail(str(exc), "usage")
+    try:
+        with grpc.insecure_channel(service_addr(args.service)) as channel:
+            result = args.run(args, channel)
+    except grpc.RpcError as exc:
+        return _fail(exc.details() or str(exc), exc.code().name.lower())
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""A BillingService on a real gRPC server over a SQLite ledger, for tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from billing_service.ledger import Ledger
+from billing_service.servicer import BillingServicer
+from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
+from lipsync.jobs.v1 import jobs_pb2
+
+
+@dataclass
+class BillingHarness:
+    stub: billing_pb2_grpc.BillingServiceAsyncStub
+    ledger: Ledger
+    addr: str
+
+
+@asynccontextmanager
+async def open_ledger(directory: Path) -> AsyncIterator[Ledger]:
+    ledger = Ledger(f"sqlite:///{directory / 'billing.db'}")
+    await ledger.open()
+    try:
+        yield ledger
+    finally:
+        await ledger.close()
+
+
+@asynccontextmanager
+async def running_billing(directory: Path) -> AsyncIterator[BillingHarness]:
+    async with open_ledger(directory) as ledger:
+        server = grpc.aio.server()
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(ledger), server)
+        addr = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(addr) as channel:
+                yield BillingHarness(billing_pb2_grpc.BillingServiceStub(channel), ledger, addr)
+        finally:
+            await server.stop(None)
+
+
+def image_usage(
+    seconds: float, resolution: billing_pb2.Resolution.ValueType = billing_pb2.RESOLUTION_480P
+) -> billing_pb2.Usage:
+    return billing_pb2.Usage(
+        model=jobs_pb2.MODEL_LIPSYNC_IMAGE, resolution=resolution, duration_seconds=[seconds]
+    )

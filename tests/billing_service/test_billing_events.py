@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from nats.js import JetStreamContext
+
+from billing_service.events import EventConsumer, handle_message
+from billing_service.ledger import Ledger
+from billing_service.store import Balance
+from lipsync.jobs.v1 import events_pb2
+from lipsync_common import jetstream
+
+ACCOUNT = "acct-1"
+
+
+def completed(job_id: str) -> events_pb2.JobEvent:
+    return events_pb2.JobEvent(
+        job_id=job_id,
+        account_id=ACCOUNT,
+        completed=events_pb2.JobCompleted(output_key="out.mp4", credits=20, billed_seconds=10),
+    )
+
+
+def failed(job_id: str) -> events_pb2.JobEvent:
+    return events_pb2.JobEvent(
+        job_id=job_id, account_id=ACCOUNT, failed=events_pb2.JobFailed(error="no face found")
+    )
+
+
+@dataclass
+class FakeMsg:
+    data: bytes
+    calls: list[str] = field(default_factory=list)
+
+    async def ack(self) -> None:
+        self.calls.append("ack")
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.calls.append(f"nak:{delay}")
+
+    async def term(self) -> None:
+        self.calls.append("term")
+
+
+async def reserved_job(ledger: Ledger) -> str:
+    job_id = uuid.uuid4().hex
+    await ledger.grant(ACCOUNT, 100, "api", "test")
+    result = await ledger.reserve(job_id, ACCOUNT, credits=20, billed_seconds=10)
+    assert result.written
+    return job_id
+
+
+@pytest.fixture
+async def consumer(nats_server: str, ledger: Ledger) -> AsyncIterator[JetStreamContext]:
+    """The consumer running against real JetStream; yields a publisher's context."""
+    events = EventConsumer(ledger, nats_server)
+    await events.start()
+    nc, js = await jetstream.connect(nats_server, "test-publisher")
+    try:
+        yield js
+    finally:
+        await nc.close()
+        await events.stop()
+
+
+async def publish(js: JetStreamContext, event: events_pb2.JobEvent, msg_id: str) -> int:
+    ack = await js.publish(
+        jetstream.events_subject(event.job_id),
+        event.SerializeToString(),
+        headers={"Nats-Msg-Id": msg_id},
+    )
+    return int(ack.seq)
+
+
+async def wait_acknowledged(js: JetStreamContext, seq: int, timeout_s: float = 10.0) -> None:
+    """Until billing's consumer has acknowledged every message up to `seq`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = await js.consumer_info(
+            jetstream.EVENTS_STREAM, jetstream.BILLING_SERVICE_EVENTS.durable
+        )
+        if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= seq:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"billing did not acknowledge message {seq} in {timeout_s} s")
+
+
+async def test_completed_event_captures_exactly_once(
+    consumer: JetStreamContext, ledger: Ledger
+) -> None:
+    job_id = await reserved_job(ledger)
+    await publish(consumer, completed(job_id), f"{job_id}:completed")
+    # The same event again under another message id, so JetStream keeps both.
+    last = await publish(consumer, completed(job_id), f"{job_id}:completed:retry")
+    await wait_acknowledged(consumer, last)
+
+    captures = [e for e in await ledger.entries(ACCOUNT) if e.kind == "capture"]
+    assert len(captures) == 1
+    assert captures[0].job_id == job_id
+    assert captures[0].amount == 20
+    assert await ledger.balance(ACCOUNT) == Balance(80, 0, 0)
+
+
+async def test_failed_event_releases_the_reservation(
+    consumer: JetStreamContext, ledger: Ledger
+) -> None:
+    job_id = await reserved_job(ledger)
+    started = events_pb2.JobEvent(
+        job_id=job_id, account_id=ACCOUNT, started=events_pb2.JobStarted(worker="w1", attempt=1)
+    )
+    await publish(consumer, started, f"{job_id}:started")
+    last = await publish(consumer, failed(job_id), f"{job_id}:failed")
+    await wait_acknowledged(consumer, last)
+
+    kinds = [e.kind for e in await ledger.entries(ACCOUNT)]
+    assert kinds == ["grant", "reserve", "release"]
+    assert await ledger.balance(ACCOUNT) == Balance(100, 0, 0)
+
+
+async def test_undecodable_event_is_terminated(consumer: JetStreamContext, ledger: Ledger) -> None:
+    job_id = await reserved_job(ledger)
+    await consumer.publish(jetstream.events_subject(job_id), b"\xff\xff not protobuf")
+    last = await publish(consumer, completed(job_id), f"{job_id}:completed")
+    await wait_acknowledged(consumer, last)
+    assert await ledger.balance(ACCOUNT) == Balance(80, 0, 0)
+
+
+async def test_handler_terms_garbage_and_acks_started(ledger: Ledger) -> None:
+    garbage = FakeMsg(b"\xff\xff not protobuf")
+    await handle_message(ledger, garbage)
+    assert garbage.calls == ["term"]
+
+    no_job = FakeMsg(events_pb2.JobEvent(failed=events_pb2.JobFailed()).SerializeToString())
+    await handle_message(ledger, no_job)
+    assert no_job.calls == ["term"]
+
+    started = FakeMsg(
+        events_pb2.JobEvent(job_id="job-1", started=events_pb2.JobStarted()).SerializeToString()
+    )
+    await handle_message(ledger, started)
+    assert started.calls == ["ack"]
+    assert await ledger.entries(ACCOUNT) == []
+
+
+async def test_handler_naks_on_a_database_error() -> None:
+    class BrokenLedger:
+        async def capture(self, job_id: str, account_id: str = "") -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    msg = FakeMsg(completed("job-1").SerializeToString())
+    await handle_message(BrokenLedger(), msg)  # type: ignore[arg-type]
+    assert msg.calls == ["nak:1.0"]
