@@ -14,7 +14,6 @@ import asyncio
 import logging
 from typing import Protocol
 
-import nats.errors
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -115,7 +114,7 @@ class EventConsumer:
         while not self._stopping.is_set():
             try:
                 messages = await sub.fetch(FETCH_BATCH, timeout=FETCH_TIMEOUT_S)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises both its own and the bare asyncio one
                 continue
             except Exception:
                 # NATS is restarting or unreachable; the client reconnects.

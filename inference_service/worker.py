@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -70,7 +69,7 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 msgs = await sub.fetch(batch=1, timeout=2)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises both its own and the bare asyncio one
                 continue
             except Exception:
                 log.exception("fetching jobs failed; retrying")

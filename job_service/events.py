@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -75,7 +74,7 @@ class EventConsumer:
         while True:
             try:
                 msgs = await sub.fetch(batch=32, timeout=5)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises both its own and the bare asyncio one
                 continue
             except Exception:
                 log.exception("fetching job events failed; retrying")
