@@ -18,7 +18,7 @@ SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 
 
 async def main() -> None:
-    setup_logging("auth")
+    setup_logging("auth_service")
     store = AuthStore(database_url("auth"))
     servicer = AuthServicer(store, keys.load_pepper())
 

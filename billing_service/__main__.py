@@ -18,7 +18,7 @@ SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_na
 
 
 async def main() -> None:
-    setup_logging("billing")
+    setup_logging("billing_service")
     ledger = Ledger(database_url("billing"))
     consumer = EventConsumer(ledger, nats_url())
     servicer = BillingServicer(ledger)
