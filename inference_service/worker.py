@@ -39,9 +39,16 @@ INTERNAL_ERROR = (
 
 class Worker:
     def __init__(
-        self, js: JetStreamContext, pipeline: Pipeline, name: str, heartbeat_s: float
+        self,
+        js: JetStreamContext,
+        pipeline: Pipeline,
+        name: str,
+        heartbeat_s: float,
+        retry_delay_s: float = 2.0,
     ) -> None:
         self.js = js
+        # A retry waits attempt × this, giving a struggling dependency time to recover.
+        self.retry_delay_s = retry_delay_s
         self.pipeline = pipeline
         self.name = name
         self.heartbeat_s = heartbeat_s
@@ -124,7 +131,7 @@ class Worker:
                 await msg.ack()
             else:
                 log.exception("job attempt failed; it will be retried")
-                await msg.nak(delay=2.0 * attempt)
+                await msg.nak(delay=self.retry_delay_s * attempt)
             return
         await self._publish(request, "completed", completed=completed)
         await msg.ack()

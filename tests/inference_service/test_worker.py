@@ -1,0 +1,127 @@
+"""The worker's delivery rules, on a real JetStream, with one tiny pipeline per behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.js import JetStreamContext
+
+from inference_service.failures import JobFailure
+from inference_service.pipeline import AlreadySettled
+from inference_service.worker import INTERNAL_ERROR, Worker
+from lipsync.jobs.v1 import events_pb2, jobs_pb2
+from lipsync_common.jetstream import (
+    EVENTS_STREAM,
+    JOBS_STREAM,
+    JOBS_SUBJECT,
+    WORKER_MAX_DELIVER,
+    connect,
+    ensure_streams,
+)
+
+
+class Completes:
+    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+        return events_pb2.JobCompleted(output_key=f"{request.job_id}.mp4", credits=10)
+
+
+class FailsForTheUser:
+    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+        raise JobFailure("no face found in image")
+
+
+class Crashes:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+        self.calls += 1
+        raise RuntimeError("engine exploded")
+
+
+class CrashesOnce(Crashes):
+    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("transient")
+        return events_pb2.JobCompleted(output_key="ok.mp4")
+
+
+class Settled:
+    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+        raise AlreadySettled(request.job_id)
+
+
+@pytest.fixture
+async def js(nats_server: str) -> AsyncIterator[JetStreamContext]:
+    nc, js = await connect(nats_server, "test")
+    await ensure_streams(js)
+    yield js
+    await nc.close()
+
+
+async def run_job(js: JetStreamContext, pipeline: object) -> list[events_pb2.JobEvent]:
+    """Queue one job, let a worker handle it, return the events it published."""
+    request = events_pb2.JobRequested(
+        job_id="job-1", account_id="acct", model=jobs_pb2.MODEL_LIPSYNC_IMAGE
+    )
+    await js.publish(JOBS_SUBJECT, request.SerializeToString(), headers={"Nats-Msg-Id": "job-1"})
+    worker = Worker(js, pipeline, "w1", heartbeat_s=0.1, retry_delay_s=0.1)  # type: ignore[arg-type]
+    await worker.start()
+    try:
+        async with asyncio.timeout(20):
+            # The job is done when the work queue is empty (acked); the server
+            # offers no event for that, so poll it.
+            while (await js.stream_info(JOBS_STREAM)).state.messages:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+    sub = await js.subscribe("lipsync.events.job-1", stream=EVENTS_STREAM, ordered_consumer=True)
+    events = []
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=0.5)
+        except TimeoutError:
+            return events
+        event = events_pb2.JobEvent()
+        event.ParseFromString(msg.data)
+        events.append(event)
+
+
+def kinds(events: list[events_pb2.JobEvent]) -> list[str]:
+    return [str(e.WhichOneof("kind")) for e in events]
+
+
+async def test_a_completed_job_is_reported_then_acked(js: JetStreamContext) -> None:
+    events = await run_job(js, Completes())
+    assert kinds(events) == ["started", "completed"]
+    assert events[1].completed.output_key == "job-1.mp4"
+
+
+async def test_a_user_failure_is_reported_once_and_not_retried(js: JetStreamContext) -> None:
+    events = await run_job(js, FailsForTheUser())
+    assert kinds(events) == ["started", "failed"]
+    assert events[1].failed.error == "no face found in image"
+
+
+async def test_a_transient_crash_is_retried(js: JetStreamContext) -> None:
+    pipeline = CrashesOnce()
+    events = await run_job(js, pipeline)
+    assert pipeline.calls == 2
+    assert kinds(events) == ["started", "started", "completed"]
+    assert [e.started.attempt for e in events[:2]] == [1, 2]
+
+
+async def test_the_last_attempt_fails_the_job_without_internals(js: JetStreamContext) -> None:
+    pipeline = Crashes()
+    events = await run_job(js, pipeline)
+    assert pipeline.calls == WORKER_MAX_DELIVER
+    assert kinds(events)[-1] == "failed"
+    assert events[-1].failed.error == INTERNAL_ERROR
+    assert "exploded" not in events[-1].failed.error
+
+
+async def test_a_redelivered_settled_job_is_just_acked(js: JetStreamContext) -> None:
+    assert kinds(await run_job(js, Settled())) == ["started"]
