@@ -6,7 +6,7 @@ PROTO_SRC := $(shell find protos -name '*.proto')
 GRPC_TOOLS_PROTO = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))")
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos run test test-unit test-integration lint bench clean
+.PHONY: help install protos run test test-unit test-integration lint bench bench-platform bench-engine bench-quality bench-stores clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,8 +45,20 @@ lint: ## ruff and mypy.
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-bench: ## Benchmarks: platform overhead per job and engine render speed.
+bench: ## All benchmarks; reports under bench-report/ (each part alone: bench-*).
+	$(MAKE) bench-platform bench-engine bench-quality bench-stores
+
+bench-platform: ## Platform overhead per job, lipsync-image render speed.
 	$(PY) -m tests.bench
+
+bench-engine: ## Engine speed per mode and resolution, stage breakdown, 10-minute 720p peak memory.
+	$(PY) -m tests.engine_speed
+
+bench-quality: ## Sync, stability and flicker figures with frame strips (bench-report/QUALITY.md).
+	$(PY) -m tests.quality_report
+
+bench-stores: ## Reserve latency and submit throughput on SQLite and PostgreSQL.
+	$(PY) -m tests.store_bench
 
 clean: ## Remove the virtualenv, generated code and local data.
 	rm -rf $(VENV) lipsync var

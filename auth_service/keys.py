@@ -2,37 +2,26 @@
 
 The key id is public and finds the key; only a keyed hash of the secret is
 stored: HMAC-SHA256 with a server-side pepper. A leaked database therefore
-reveals no usable key, and since the secrets are 238 bits of randomness a slow
-password hash would add nothing.
+reveals no usable key, and since the secrets are 202 bits of randomness a slow
+password hash would add nothing. The format itself, checksum included, lives
+in `lipsync_common.credentials`, shared with the gateway.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
-import secrets
-import string
 from dataclasses import dataclass
 
+from lipsync_common import credentials
+from lipsync_common.credentials import ParsedKey
 from lipsync_common.signing import load_or_create_secret
 
-KEY_ID_LENGTH = 12
-SECRET_LENGTH = 40
 PREFIX_LENGTH = 12
 PEPPER_ENV = "LIPSYNC_AUTH_KEY_PEPPER"
 PEPPER_FILE = "auth-pepper.key"
 
-_KEY_ID_ALPHABET = string.ascii_lowercase + string.digits
-_BASE62 = string.digits + string.ascii_letters
-# The upper bound on the secret only keeps absurd headers from being hashed.
-_KEY_RE = re.compile(r"sk_([a-z0-9]{8,16})_([0-9A-Za-z]{32,256})")
-
-
-@dataclass(frozen=True)
-class ParsedKey:
-    key_id: str
-    secret: str
+__all__ = ["NewKey", "ParsedKey", "generate_key", "hash_secret", "parse_key", "verify_secret"]
 
 
 @dataclass(frozen=True)
@@ -49,17 +38,14 @@ class NewKey:
 
 
 def generate_key() -> NewKey:
-    key_id = "".join(secrets.choice(_KEY_ID_ALPHABET) for _ in range(KEY_ID_LENGTH))
-    secret = "".join(secrets.choice(_BASE62) for _ in range(SECRET_LENGTH))
-    return NewKey(key=f"sk_{key_id}_{secret}", key_id=key_id, secret=secret)
+    key_id = credentials.new_key_id()
+    key = credentials.new_key(key_id)
+    return NewKey(key=key, key_id=key_id, secret=key.rsplit("_", 1)[1])
 
 
 def parse_key(credential: str) -> ParsedKey | None:
-    """The parts of a well-formed key, or None for anything else."""
-    match = _KEY_RE.fullmatch(credential)
-    if match is None:
-        return None
-    return ParsedKey(key_id=match.group(1), secret=match.group(2))
+    """The parts of a well-formed key with a valid checksum, or None for anything else."""
+    return credentials.parse_key(credential)
 
 
 def key_prefix(key: str) -> str:

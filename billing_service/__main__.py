@@ -8,6 +8,7 @@ import grpc
 
 from billing_service.events import EventConsumer
 from billing_service.ledger import Ledger
+from billing_service.packs import load_packs
 from billing_service.servicer import BillingServicer
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync_common.config import ServerSettings, database_url, nats_url
@@ -21,7 +22,7 @@ async def main() -> None:
     setup_logging("billing_service")
     ledger = Ledger(database_url("billing"))
     consumer = EventConsumer(ledger, nats_url())
-    servicer = BillingServicer(ledger)
+    servicer = BillingServicer(ledger, load_packs())
 
     def register(server: grpc.aio.Server) -> None:
         billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)

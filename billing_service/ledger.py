@@ -1,8 +1,9 @@
 """The ledger's operations: grant, reserve, capture, release, each one transaction.
 
-Every operation runs in a single `BEGIN IMMEDIATE` transaction, so concurrent
-reserves of one account are serialised and can never spend the same credits
-twice. Reserve, capture and release are idempotent by job id (a unique index
+Every operation runs in a single transaction (SQLite `BEGIN IMMEDIATE`,
+PostgreSQL SERIALIZABLE and retried on conflict), so concurrent reserves of one
+account are serialised, even across replicas, and can never spend the same
+credits twice. Reserve, capture and release are idempotent by job id (a unique index
 allows one entry of each kind per job):
 
 * a job is reserved at most once; asking again returns the first reservation;
@@ -16,13 +17,12 @@ from __future__ import annotations
 
 import enum
 import logging
-import sqlite3
 from dataclasses import dataclass
 
 from billing_service import store
 from billing_service.metrics import CREDITS_CAPTURED, CREDITS_RELEASED, CREDITS_RESERVED
 from billing_service.store import Balance, Entry
-from lipsync_common.db import Database
+from lipsync_common.db import Connection, Database
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,10 @@ class Ledger:
     async def entries(self, account_id: str) -> list[Entry]:
         return await self._db.run(lambda conn: store.account_entries(conn, account_id))
 
+    async def usage(self, account_id: str, limit: int, before_id: int | None) -> list[Entry]:
+        """A page of the account's entries, newest first, older than `before_id`."""
+        return await self._db.run(lambda conn: store.usage_page(conn, account_id, before_id, limit))
+
     async def grant(self, account_id: str, amount: int, wallet: str, reason: str) -> Balance:
         if amount <= 0:
             raise ValueError("a grant must be positive")
@@ -84,7 +88,7 @@ class Ledger:
             account_id=account_id, wallet=wallet, kind=store.GRANT, amount=amount, reason=reason
         )
 
-        def write(conn: sqlite3.Connection) -> Balance:
+        def write(conn: Connection) -> Balance:
             store.append(conn, entry)
             return store.balance(conn, account_id)
 
@@ -107,7 +111,7 @@ class Ledger:
         if credits <= 0:
             raise ValueError("a reservation must be positive")
 
-        def write(conn: sqlite3.Connection) -> ReserveResult:
+        def write(conn: Connection) -> ReserveResult:
             existing = store.job_entries(conn, job_id)
             available = store.balance(conn, account_id).api_credits
             if store.CAPTURE in existing or store.RELEASE in existing:
@@ -182,9 +186,7 @@ class Ledger:
         return result
 
 
-def _settle(
-    conn: sqlite3.Connection, job_id: str, account_id: str, kind: str, reason: str
-) -> SettleResult:
+def _settle(conn: Connection, job_id: str, account_id: str, kind: str, reason: str) -> SettleResult:
     existing = store.job_entries(conn, job_id)
     if store.CAPTURE in existing:
         entry = existing[store.CAPTURE]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
 from typing import NoReturn
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing_service import pricing
 from billing_service.ledger import Ledger, ReserveOutcome
-from billing_service.store import WALLET_API, WALLET_USER, Balance
+from billing_service.packs import CreditPack
+from billing_service.store import WALLET_API, WALLET_USER, Balance, Entry
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync_common.jobjson import MODEL_NAMES
 from lipsync_common.logs import job_context
@@ -24,6 +28,61 @@ _OUTCOMES = {
     ReserveOutcome.ALREADY_SETTLED: billing_pb2.RESERVE_OUTCOME_ALREADY_SETTLED,
 }
 MAX_REASON_LENGTH = 500
+DEFAULT_USAGE_PAGE = 50
+MAX_USAGE_PAGE = 200
+
+
+def encode_cursor(entry_id: int) -> str:
+    """An opaque cursor naming the last entry of a page."""
+    return base64.urlsafe_b64encode(f"e{entry_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The entry id a cursor names; None for the first page; ValueError if junk."""
+    if not cursor:
+        return None
+    text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    if not text.startswith("e") or not text[1:].isdigit():
+        raise ValueError(cursor)
+    return int(text[1:])
+
+
+def usage_entry(entry: Entry) -> billing_pb2.UsageEntry:
+    created_at = Timestamp()
+    created_at.FromNanoseconds(round(entry.created_at * 1e9))
+    return billing_pb2.UsageEntry(
+        id=entry.id,
+        kind=entry.kind,
+        wallet=entry.wallet,
+        job_id=entry.job_id or "",
+        model=entry.model,
+        billed_seconds=entry.billed_seconds or 0,
+        resolution=entry.resolution,
+        credits=entry.amount,
+        reason=entry.reason,
+        created_at=created_at,
+    )
+
+
+def pricing_message(packs: Sequence[CreditPack]) -> billing_pb2.GetPricingResponse:
+    return billing_pb2.GetPricingResponse(
+        rates=[
+            billing_pb2.Rate(
+                resolution=pricing.RESOLUTION_NAMES[resolution], credits_per_second=rate
+            )
+            for resolution, rate in pricing.CREDITS_PER_SECOND.items()
+        ],
+        minimum_seconds=pricing.MIN_BILLED_SECONDS,
+        maximum_seconds=pricing.MAX_BILLED_SECONDS,
+        credit_packs=[
+            billing_pb2.CreditPack(
+                price_usd=pack.price_usd,
+                credits=pack.credits,
+                price_per_credit_usd=pack.price_per_credit_usd,
+            )
+            for pack in packs
+        ],
+    )
 
 
 def balance_message(balance: Balance) -> billing_pb2.GetBalanceResponse:
@@ -56,8 +115,34 @@ async def _require(context: grpc.aio.ServicerContext, **fields: str) -> None:
 
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, packs: Sequence[CreditPack] = ()) -> None:
         self._ledger = ledger
+        self._pricing = pricing_message(packs)
+
+    async def GetPricing(
+        self, request: billing_pb2.GetPricingRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.GetPricingResponse:
+        return self._pricing
+
+    async def ListUsage(
+        self, request: billing_pb2.ListUsageRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.ListUsageResponse:
+        await _require(context, account_id=request.account_id)
+        if request.limit < 0:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "limit must be positive")
+        limit = min(request.limit or DEFAULT_USAGE_PAGE, MAX_USAGE_PAGE)
+        try:
+            before_id = decode_cursor(request.cursor)
+        except ValueError:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "cursor is not valid")
+        # One more than asked tells whether another page exists.
+        entries = await self._ledger.usage(request.account_id, limit + 1, before_id)
+        page = entries[:limit]
+        more = len(entries) > limit
+        return billing_pb2.ListUsageResponse(
+            entries=[usage_entry(entry) for entry in page],
+            next_cursor=encode_cursor(page[-1].id) if more else "",
+        )
 
     async def Quote(
         self, request: billing_pb2.QuoteRequest, context: grpc.aio.ServicerContext

@@ -1,17 +1,16 @@
-"""The ledger's table: append-only entries in the billing service's SQLite database.
+"""The ledger's table: append-only entries in the billing service's database.
 
-Nothing here ever updates or deletes an entry; triggers make SQLite refuse to.
+Nothing here ever updates or deletes an entry; triggers make the database refuse to.
 Balances are sums over an account's entries, computed inside the transaction
 that needs them, so a balance always equals its history.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 
-from lipsync_common.db import Database
+from lipsync_common.db import Connection, Database, Migration, MigrationStep, Row
 
 WALLET_API = "api"
 WALLET_USER = "user"
@@ -20,7 +19,7 @@ RESERVE = "reserve"
 CAPTURE = "capture"
 RELEASE = "release"
 
-MIGRATIONS = [
+MIGRATIONS: list[MigrationStep] = [
     """
     CREATE TABLE entries (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -42,11 +41,31 @@ MIGRATIONS = [
     CREATE INDEX entries_by_account ON entries (account_id, wallet, kind, amount)
     """,
     # The ledger is append-only: the database itself refuses edits.
+    Migration(
+        sqlite="""
+        CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
+        BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+        CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
+        BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END
+        """,
+        # An integrity violation, as on SQLite, so both refuse with IntegrityError.
+        postgres="""
+        CREATE FUNCTION entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'ledger entries are append-only'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END $$;
+        CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
+            FOR EACH ROW EXECUTE FUNCTION entries_append_only();
+        CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
+            FOR EACH ROW EXECUTE FUNCTION entries_append_only();
+        CREATE TRIGGER entries_no_truncate BEFORE TRUNCATE ON entries
+            FOR EACH STATEMENT EXECUTE FUNCTION entries_append_only()
+        """,
+    ),
+    # Usage pages walk an account's entries newest first.
     """
-    CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
-    BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
-    CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
-    BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END
+    CREATE INDEX entries_by_account_and_id ON entries (account_id, id)
     """,
 ]
 
@@ -79,7 +98,7 @@ def open_database(url: str) -> Database:
     return Database(url, MIGRATIONS)
 
 
-def _entry(row: sqlite3.Row) -> Entry:
+def _entry(row: Row) -> Entry:
     return Entry(
         id=row["id"],
         account_id=row["account_id"],
@@ -95,11 +114,12 @@ def _entry(row: sqlite3.Row) -> Entry:
     )
 
 
-def append(conn: sqlite3.Connection, entry: Entry) -> Entry:
+def append(conn: Connection, entry: Entry) -> Entry:
     created_at = entry.created_at or time.time()
     cursor = conn.execute(
         "INSERT INTO entries (account_id, wallet, kind, job_id, amount, billed_seconds,"
-        " model, resolution, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " model, resolution, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING *",
         (
             entry.account_id,
             entry.wallet,
@@ -113,17 +133,18 @@ def append(conn: sqlite3.Connection, entry: Entry) -> Entry:
             created_at,
         ),
     )
-    row = conn.execute("SELECT * FROM entries WHERE id = ?", (cursor.lastrowid,)).fetchone()
+    # fetchall, not fetchone: SQLite finishes a RETURNING statement only once read to the end.
+    (row,) = cursor.fetchall()
     return _entry(row)
 
 
-def job_entries(conn: sqlite3.Connection, job_id: str) -> dict[str, Entry]:
+def job_entries(conn: Connection, job_id: str) -> dict[str, Entry]:
     """The reserve, capture and release of a job that exist, by kind."""
     rows = conn.execute("SELECT * FROM entries WHERE job_id = ?", (job_id,)).fetchall()
     return {row["kind"]: _entry(row) for row in rows}
 
 
-def account_entries(conn: sqlite3.Connection, account_id: str) -> list[Entry]:
+def account_entries(conn: Connection, account_id: str) -> list[Entry]:
     """Every entry of an account, oldest first."""
     rows = conn.execute(
         "SELECT * FROM entries WHERE account_id = ? ORDER BY id", (account_id,)
@@ -131,7 +152,7 @@ def account_entries(conn: sqlite3.Connection, account_id: str) -> list[Entry]:
     return [_entry(row) for row in rows]
 
 
-def balance(conn: sqlite3.Connection, account_id: str) -> Balance:
+def balance(conn: Connection, account_id: str) -> Balance:
     # A capture leaves the reserved credits spent; a release gives them back.
     row = conn.execute(
         """
@@ -155,3 +176,18 @@ def balance(conn: sqlite3.Connection, account_id: str) -> Balance:
         user_credits=row["user_credits"],
         reserved_credits=row["reserved_credits"],
     )
+
+
+def usage_page(conn: Connection, account_id: str, before_id: int | None, limit: int) -> list[Entry]:
+    """Up to `limit` entries of an account, newest first, older than `before_id`."""
+    if before_id is None:
+        rows = conn.execute(
+            "SELECT * FROM entries WHERE account_id = ? ORDER BY id DESC LIMIT ?",
+            (account_id, limit),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT * FROM entries WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (account_id, before_id, limit),
+        ).fetchall()
+    return [_entry(row) for row in rows]

@@ -7,10 +7,19 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
-from gateway import openapi, problems, routes_files, routes_health, routes_jobs
+from gateway import (
+    openapi,
+    problems,
+    routes_account,
+    routes_billing,
+    routes_files,
+    routes_health,
+    routes_jobs,
+)
 from gateway.auth import Authenticator
 from gateway.clients import Backends
 from gateway.metrics import MetricsMiddleware
+from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
 
 VERSION = "1.0.0"
@@ -21,6 +30,11 @@ Lip-sync videos from a video, a portrait or a two-person image, and audio.
 Create a job with one of the `POST /api/v1/lipsync-*` endpoints, then poll
 `GET /api/v1/jobs/{id}` every 5 to 10 seconds or pass a `webhook`. Every error
 is `application/problem+json` with a stable `code`.
+
+Sign up and log in (`/api/v1/auth/*`) to get a session token, create API keys
+with it (`POST /api/v1/keys`), and use a key for jobs, balance, usage and
+estimates. Webhooks are signed per Standard Webhooks with the secret of
+`GET /api/v1/webhook-secret`.
 """
 
 
@@ -46,8 +60,17 @@ def create_app(
     problems.install(app)
     app.add_middleware(MetricsMiddleware)
 
-    authenticator = Authenticator(backends.auth, settings.auth_cache_s, clock=monotonic)
-    app.include_router(routes_jobs.router(backends, authenticator, settings.allow_private_urls))
+    limiter = RateLimiter(settings.rate_limit_per_min, clock=monotonic)
+    authenticator = Authenticator(
+        backends.auth, settings.auth_cache_s, clock=monotonic, limiter=limiter
+    )
+    app.include_router(
+        routes_jobs.router(
+            backends, authenticator, settings.allow_private_urls, settings.max_processing_jobs
+        )
+    )
+    app.include_router(routes_account.router(backends, authenticator))
+    app.include_router(routes_billing.router(backends, authenticator, settings.allow_private_urls))
     app.include_router(
         routes_files.router(settings.results_dir, settings.signing_key, clock=wall_clock)
     )

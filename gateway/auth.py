@@ -1,9 +1,18 @@
-"""Bearer API-key authentication through the auth service, briefly cached.
+"""Bearer authentication through the auth service, briefly cached, rate limited.
+
+Two kinds of credential reach the API: API keys (`sk_...`, jobs, balance and
+usage) and session tokens from login (`ses_...`, the account endpoints). A
+credential whose checksum does not match is refused here, without a call.
 
 Every refusal is the same 401, whatever the reason, so a caller learns nothing
 about which keys exist. Successes are cached for a fraction of a second: enough
 to spare the auth service a call per request under load, short enough that a
-revoked key is refused within a second.
+revoked key is refused within a second on every replica. The replica that
+handles a revocation or a logout forgets the credential at once.
+
+A valid credential of the wrong kind is a 403, not a 401: the caller is known,
+the credential simply does not grant that call (an API key cannot manage keys;
+a session cannot run jobs).
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ from fastapi import Request
 
 from gateway.clients import RPC_TIMEOUT_S, rpc_problem
 from gateway.problems import Problem
+from gateway.ratelimit import RateLimiter
 from lipsync.auth.v1 import auth_pb2, auth_pb2_grpc
+from lipsync_common.credentials import is_well_formed
 
 # Longer than any real key; refusing early keeps junk away from the auth service.
 MAX_CREDENTIAL_CHARS = 512
@@ -33,12 +44,23 @@ _REFUSED = {
 }
 
 
+KEY = "key"
+SESSION = "session"
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who a request acts for."""
+    """Who a request acts for, and with which kind of credential."""
 
     account_id: str
     key_id: str
+    kind: str = KEY
+    session_id: str = ""
+
+    @property
+    def credential_id(self) -> str:
+        """A public name of the credential: what rate limits count by."""
+        return self.key_id if self.kind == KEY else self.session_id
 
 
 def unauthorized() -> Problem:
@@ -47,6 +69,18 @@ def unauthorized() -> Problem:
         "unauthorized",
         "a valid API key is required: Authorization: Bearer <key>",
         headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def api_key_required() -> Problem:
+    return Problem(403, "api_key_required", "this call needs an API key, not a session token")
+
+
+def session_required() -> Problem:
+    return Problem(
+        403,
+        "session_required",
+        "this call needs a session token from POST /api/v1/auth/login, not an API key",
     )
 
 
@@ -63,26 +97,60 @@ def bearer_credential(header: str | None) -> str:
     return credential
 
 
+def _digest(credential: str) -> str:
+    return hashlib.sha256(credential.encode()).hexdigest()
+
+
 class Authenticator:
     def __init__(
         self,
         stub: auth_pb2_grpc.AuthServiceAsyncStub,
         cache_s: float,
         clock: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._stub = stub
         self._cache_s = cache_s
         self._clock = clock
+        self._limiter = limiter
         # sha256 of the credential -> (principal, expiry); the clear key is never kept.
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def __call__(self, request: Request) -> Principal:
-        """FastAPI dependency: the principal of the request, else 401 or 503."""
-        return await self.authenticate(request.headers.get("authorization"))
+        """FastAPI dependency: the principal of the request, else 401, 429 or 503."""
+        principal = await self.authenticate(request.headers.get("authorization"))
+        if self._limiter is not None:
+            self._limiter.check(principal.credential_id)
+        return principal
+
+    async def api_key(self, request: Request) -> Principal:
+        """FastAPI dependency for calls that take an API key only."""
+        principal = await self(request)
+        if principal.kind != KEY:
+            raise api_key_required()
+        return principal
+
+    async def session(self, request: Request) -> Principal:
+        """FastAPI dependency for the account endpoints, which take a session only."""
+        principal = await self(request)
+        if principal.kind != SESSION:
+            raise session_required()
+        return principal
+
+    def forget_credential(self, credential: str) -> None:
+        """Drop a credential from this replica's cache (after a logout)."""
+        self._cache.pop(_digest(credential), None)
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop every cached use of a key from this replica (after a revocation)."""
+        for digest in [d for d, (p, _) in self._cache.items() if p.key_id == key_id]:
+            del self._cache[digest]
 
     async def authenticate(self, header: str | None) -> Principal:
         credential = bearer_credential(header)
-        digest = hashlib.sha256(credential.encode()).hexdigest()
+        if not is_well_formed(credential):
+            raise unauthorized()
+        digest = _digest(credential)
         now = self._clock()
         cached = self._cache.get(digest)
         if cached is not None:
@@ -101,7 +169,15 @@ class Authenticator:
             raise rpc_problem("auth", error) from None
         if not response.account_id:
             raise unauthorized()
-        principal = Principal(account_id=response.account_id, key_id=response.key_id)
+        if response.kind == auth_pb2.CREDENTIAL_KIND_SESSION:
+            principal = Principal(
+                account_id=response.account_id,
+                key_id="",
+                kind=SESSION,
+                session_id=response.session_id,
+            )
+        else:
+            principal = Principal(account_id=response.account_id, key_id=response.key_id)
         if self._cache_s > 0:
             self._cache[digest] = (principal, now + self._cache_s)
             while len(self._cache) > MAX_CACHE_ENTRIES:

@@ -13,11 +13,15 @@ from gateway.problems import Problem, service_unavailable
 from gateway.settings import GatewaySettings
 from lipsync.auth.v1 import auth_pb2, auth_pb2_grpc
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
+from lipsync.inference.v1 import inference_pb2_grpc
 from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 
 if TYPE_CHECKING:
     from lipsync.auth.v1.auth_pb2_grpc import AuthServiceAsyncStub as AuthStub
     from lipsync.billing.v1.billing_pb2_grpc import BillingServiceAsyncStub as BillingStub
+    from lipsync.inference.v1.inference_pb2_grpc import (
+        InferenceServiceAsyncStub as InferenceStub,
+    )
     from lipsync.jobs.v1.jobs_pb2_grpc import JobServiceAsyncStub as JobsStub
 
 log = logging.getLogger(__name__)
@@ -43,16 +47,27 @@ _TRANSIENT = {
 
 @dataclass
 class Backends:
-    """Stubs of the auth, billing and job services and the channels under them."""
+    """Stubs of the auth, billing and job services and the channels under them.
+
+    `channels` are the services readiness depends on. The inference service is
+    only needed by POST /api/v1/estimate, so it stays out of readiness: a
+    gateway whose workers are scaled to zero still takes jobs.
+    """
 
     channels: Mapping[str, grpc.aio.Channel]
     auth: AuthStub
     billing: BillingStub
     jobs: JobsStub
+    inference: InferenceStub | None = None
+    inference_channel: grpc.aio.Channel | None = None
 
     @classmethod
     def from_channels(
-        cls, auth: grpc.aio.Channel, billing: grpc.aio.Channel, jobs: grpc.aio.Channel
+        cls,
+        auth: grpc.aio.Channel,
+        billing: grpc.aio.Channel,
+        jobs: grpc.aio.Channel,
+        inference: grpc.aio.Channel | None = None,
     ) -> Backends:
         # grpc ships no type hints, so mypy cannot pick the stubs' aio overload.
         return cls(
@@ -60,11 +75,19 @@ class Backends:
             auth=cast("AuthStub", auth_pb2_grpc.AuthServiceStub(auth)),
             billing=cast("BillingStub", billing_pb2_grpc.BillingServiceStub(billing)),
             jobs=cast("JobsStub", jobs_pb2_grpc.JobServiceStub(jobs)),
+            inference=(
+                cast("InferenceStub", inference_pb2_grpc.InferenceServiceStub(inference))
+                if inference is not None
+                else None
+            ),
+            inference_channel=inference,
         )
 
     async def close(self) -> None:
         for channel in self.channels.values():
             await channel.close()
+        if self.inference_channel is not None:
+            await self.inference_channel.close()
 
 
 def connect(settings: GatewaySettings) -> Backends:
@@ -73,6 +96,9 @@ def connect(settings: GatewaySettings) -> Backends:
         auth=grpc.aio.insecure_channel(settings.auth_addr),
         billing=grpc.aio.insecure_channel(settings.billing_addr),
         jobs=grpc.aio.insecure_channel(settings.jobs_addr),
+        inference=(
+            grpc.aio.insecure_channel(settings.inference_addr) if settings.inference_addr else None
+        ),
     )
 
 

@@ -33,16 +33,20 @@ _CREATE_ERRORS = openapi.problem_responses(
         400: "the body is not JSON, or not an object",
         401: "missing, malformed, unknown or revoked API key",
         402: "the API credits are below the minimum charge of the request",
+        403: "a session token was sent; jobs need an API key",
         409: "the Idempotency-Key was used with a different body",
         413: "the body is over 64 KiB",
         422: "a parameter is missing, of the wrong type, out of range, or unknown",
+        429: "rate limit exceeded, or too many jobs in processing; see Retry-After",
         503: "a backend service is unavailable; retry shortly",
     }
 )
 _GET_ERRORS = openapi.problem_responses(
     {
         401: "missing, malformed, unknown or revoked API key",
+        403: "a session token was sent; jobs need an API key",
         404: "no such job for this account",
+        429: "rate limit exceeded; Retry-After says when to come back",
         503: "a backend service is unavailable; retry shortly",
     }
 )
@@ -60,16 +64,32 @@ _IDEMPOTENCY_KEY = Header(
 )
 
 
+# A job takes seconds to minutes; a client over its cap should not hammer us.
+PROCESSING_CAP_RETRY_AFTER_S = 10
+
+
 def not_found() -> Problem:
     return Problem(404, "not_found", "job not found")
+
+
+def too_many_processing(cap: int) -> Problem:
+    return Problem(
+        429,
+        "too_many_processing_jobs",
+        f"this account already has {cap} jobs in processing; wait for one to finish",
+        headers={"Retry-After": str(PROCESSING_CAP_RETRY_AFTER_S)},
+    )
 
 
 class JobRoutes:
     """The handlers, bound to the backends they call."""
 
-    def __init__(self, backends: Backends, allow_private_urls: bool) -> None:
+    def __init__(
+        self, backends: Backends, allow_private_urls: bool, max_processing_jobs: int = 0
+    ) -> None:
         self._backends = backends
         self._allow_private_urls = allow_private_urls
+        self._max_processing_jobs = max_processing_jobs
 
     async def create(
         self,
@@ -128,6 +148,7 @@ class JobRoutes:
             webhook=job.webhook,
             idempotency_key=job.idempotency_key,
             request_fingerprint=job.fingerprint,
+            max_processing_jobs=self._max_processing_jobs,
         )
         try:
             response = await self._backends.jobs.CreateJob(request, timeout=RPC_TIMEOUT_S)
@@ -138,6 +159,8 @@ class JobRoutes:
                     "idempotency_key_reused",
                     "this Idempotency-Key was already used with a different request",
                 ) from None
+            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise too_many_processing(self._max_processing_jobs) from None
             if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 # The job service's own checks; its message is written for users.
                 raise invalid_parameters(
@@ -162,10 +185,15 @@ class JobRoutes:
         return JSONResponse(job_to_json(response.job), headers={"Cache-Control": "no-store"})
 
 
-def router(backends: Backends, authenticator: Authenticator, allow_private_urls: bool) -> APIRouter:
-    handlers = JobRoutes(backends, allow_private_urls)
+def router(
+    backends: Backends,
+    authenticator: Authenticator,
+    allow_private_urls: bool,
+    max_processing_jobs: int = 0,
+) -> APIRouter:
+    handlers = JobRoutes(backends, allow_private_urls, max_processing_jobs)
     api = APIRouter(prefix="/api/v1", tags=["jobs"], dependencies=[Security(openapi.BEARER)])
-    authenticated = Depends(authenticator)
+    authenticated = Depends(authenticator.api_key)
 
     def add_create_route(endpoint: str) -> None:
         async def create_job(

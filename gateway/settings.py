@@ -11,6 +11,7 @@ from lipsync_common.config import (
     data_dir,
     env_bool,
     env_float,
+    env_int,
     env_str,
     service_addr,
 )
@@ -36,6 +37,13 @@ class GatewaySettings:
     shutdown_grace_s: float
     # Checks the signature of result download URLs; never printed.
     signing_key: bytes = field(repr=False)
+    # Requests per minute per API key (or session) on this replica; 0 is no
+    # limit. See gateway.ratelimit for why it is per replica.
+    rate_limit_per_min: int = 120
+    # Jobs an account may have in processing at once; 0 is no cap.
+    max_processing_jobs: int = 10
+    # Where POST /api/v1/estimate has the media probed; empty disables it.
+    inference_addr: str = ""
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -51,4 +59,7 @@ class GatewaySettings:
             jobs_addr=service_addr("jobs"),
             shutdown_grace_s=env_float("LIPSYNC_SHUTDOWN_GRACE_S", 10.0),
             signing_key=load_signing_key(),
+            rate_limit_per_min=env_int("LIPSYNC_RATE_LIMIT_PER_MIN", 120),
+            max_processing_jobs=env_int("LIPSYNC_MAX_PROCESSING_JOBS", 10),
+            inference_addr=service_addr("inference"),
         )

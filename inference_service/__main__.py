@@ -8,7 +8,7 @@ import contextlib
 import grpc
 import httpx
 
-from inference_service.engine import LipsyncEngine
+from inference_service.engine.selection import EngineConfigError, build_engine
 from inference_service.pipeline import Pipeline
 from inference_service.servicer import InferenceServicer
 from inference_service.settings import WorkerSettings
@@ -25,9 +25,10 @@ from lipsync_common.logs import setup_logging
 async def main() -> None:
     setup_logging("inference_service")
     settings = WorkerSettings.from_env()
-    if settings.engine != "builtin":
-        raise SystemExit(f"LIPSYNC_ENGINE={settings.engine!r} is not known; use 'builtin'")
-    engine = LipsyncEngine()
+    try:
+        engine = build_engine(settings.engine, settings.torchscript_model, settings.torch_batch)
+    except EngineConfigError as exc:
+        raise SystemExit(str(exc)) from None
     nc, js = await connect(settings.nats_url, "inference-service")
     channel = grpc.aio.insecure_channel(settings.billing_addr)
     http = httpx.AsyncClient(
@@ -58,7 +59,7 @@ async def main() -> None:
 
     def register(server: grpc.aio.Server) -> None:
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(
-            InferenceServicer(settings.engine, engine, worker), server
+            InferenceServicer(settings.engine, engine, worker, pipeline), server
         )
 
     await run_grpc_service(

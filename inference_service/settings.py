@@ -51,6 +51,9 @@ class WorkerSettings:
     work_dir: Path
     allow_private_urls: bool
     engine: str
+    # LIPSYNC_ENGINE=torchscript: the operator's model file and frames per device batch.
+    torchscript_model: str
+    torch_batch: int
     worker_name: str
     # In-progress heartbeats keep JetStream from redelivering a long render.
     heartbeat_s: float
@@ -66,6 +69,8 @@ class WorkerSettings:
             work_dir=Path(env_str("LIPSYNC_WORK_DIR", str(root / "work"))),
             allow_private_urls=env_bool("LIPSYNC_ALLOW_PRIVATE_URLS", False),
             engine=env_str("LIPSYNC_ENGINE", "builtin"),
+            torchscript_model=env_str("LIPSYNC_TORCHSCRIPT_MODEL", ""),
+            torch_batch=env_int("LIPSYNC_TORCH_BATCH", 32),
             worker_name=env_str("LIPSYNC_WORKER_NAME", f"{socket.gethostname()}-{os.getpid()}"),
             heartbeat_s=env_float("LIPSYNC_HEARTBEAT_S", 15.0),
             limits=Limits.from_env(),

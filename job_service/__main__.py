@@ -14,10 +14,11 @@ from job_service.reaper import Reaper
 from job_service.representation import job_proto
 from job_service.servicer import JobServicer
 from job_service.settings import JobSettings
+from job_service.signing import SecretSource
 from job_service.store import JobStore
-from job_service.webhooks import WebhookSender
+from job_service.webhooks import RetrySchedule, WebhookSender
 from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from lipsync_common.config import ServerSettings
+from lipsync_common.config import ServerSettings, service_addr
 from lipsync_common.grpc_server import run_grpc_service
 from lipsync_common.jetstream import connect, ensure_streams
 from lipsync_common.logs import setup_logging
@@ -39,12 +40,15 @@ async def main() -> None:
         ttl_s=settings.result_ttl_s,
     )
     servicer = JobServicer(store, js, render)
+    # Webhooks are signed with each account's secret, which auth_service owns.
+    auth_channel = grpc.aio.insecure_channel(service_addr("auth"))
     webhooks = WebhookSender(
         store,
         render,
         timeout_s=settings.webhook_timeout_s,
-        max_attempts=settings.webhook_attempts,
+        secrets=SecretSource(auth_channel),
         allow_private=settings.allow_private_urls,
+        schedule=RetrySchedule(window_s=settings.webhook_retry_window_s),
     )
     consumer = EventConsumer(js, store, on_finished=webhooks.notify)
     reaper = Reaper(nc, js)
@@ -71,6 +75,7 @@ async def main() -> None:
         await consumer.stop()
         await reaper.stop()
         await webhooks.stop()
+        await auth_channel.close()
         with contextlib.suppress(Exception):
             await nc.drain()
         await store.close()

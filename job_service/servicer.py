@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 
 from job_service.metrics import JOBS_CREATED
 from job_service.queue import publish_job
-from job_service.store import IdempotencyConflict, JobRow, JobStore
+from job_service.store import IdempotencyConflict, JobRow, JobStore, TooManyProcessing
 from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from lipsync_common.jobjson import MODEL_NAMES
 from lipsync_common.logs import job_context
@@ -42,6 +42,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 webhook=request.webhook,
                 idempotency_key=request.idempotency_key,
                 fingerprint=request.request_fingerprint,
+                max_processing=request.max_processing_jobs,
+            )
+        except TooManyProcessing:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the account already has {request.max_processing_jobs} jobs in processing",
             )
         except IdempotencyConflict:
             await context.abort(

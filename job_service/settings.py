@@ -24,7 +24,8 @@ class JobSettings:
     # How long an output URL stays valid after the job finished.
     result_ttl_s: int
     webhook_timeout_s: float
-    webhook_attempts: int
+    # Failed webhook deliveries are retried, backing off, for this long.
+    webhook_retry_window_s: float
     allow_private_urls: bool
     # A job not handed to NATS within this many seconds is published again.
     outbox_interval_s: float
@@ -37,7 +38,7 @@ class JobSettings:
             public_url=env_str("LIPSYNC_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/"),
             result_ttl_s=env_int("LIPSYNC_RESULT_TTL_S", 7 * 24 * 3600),
             webhook_timeout_s=env_float("LIPSYNC_WEBHOOK_TIMEOUT_S", 10.0),
-            webhook_attempts=env_int("LIPSYNC_WEBHOOK_ATTEMPTS", 5),
+            webhook_retry_window_s=env_float("LIPSYNC_WEBHOOK_RETRY_WINDOW_S", 24 * 3600.0),
             allow_private_urls=env_bool("LIPSYNC_ALLOW_PRIVATE_URLS", False),
             outbox_interval_s=env_float("LIPSYNC_OUTBOX_INTERVAL_S", 2.0),
         )

@@ -1,4 +1,4 @@
-"""Job records in SQLite.
+"""Job records in the job service's database (SQLite or PostgreSQL).
 
 A job row is written once at creation; afterwards only its state moves, and
 only forward (see `state.py`): the terminal UPDATE is guarded by
@@ -10,13 +10,12 @@ published again by the outbox loop.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 
 from lipsync.jobs.v1 import jobs_pb2
-from lipsync_common.db import Database
+from lipsync_common.db import Connection, Database, Row
 
 MIGRATIONS = [
     """
@@ -47,7 +46,13 @@ MIGRATIONS = [
     CREATE INDEX jobs_unpublished ON jobs (created_at) WHERE published_at IS NULL;
     CREATE INDEX jobs_webhook_due ON jobs (finished_at)
         WHERE finished_at IS NOT NULL AND webhook != '' AND webhook_delivered_at IS NULL
+    """,
+    # Webhook retries back off (job_service.webhooks); the cap on jobs in
+    # processing counts an account's processing jobs at every creation.
     """
+    ALTER TABLE jobs ADD COLUMN webhook_next_attempt_at REAL;
+    CREATE INDEX jobs_processing_by_account ON jobs (account_id, status)
+    """,
 ]
 
 PROCESSING = jobs_pb2.JOB_STATUS_PROCESSING
@@ -55,6 +60,10 @@ PROCESSING = jobs_pb2.JOB_STATUS_PROCESSING
 
 class IdempotencyConflict(Exception):
     """The idempotency key was used before with a different request."""
+
+
+class TooManyProcessing(Exception):
+    """The account already has as many jobs in processing as its cap allows."""
 
 
 @dataclass(frozen=True)
@@ -75,9 +84,11 @@ class JobRow:
     timings: dict[str, int]
     credits: int | None
     seed: int | None
+    # Failed webhook deliveries so far; sets the delay before the next one.
+    webhook_attempts: int = 0
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> JobRow:
+    def from_row(cls, row: Row) -> JobRow:
         return cls(
             id=row["id"],
             account_id=row["account_id"],
@@ -93,6 +104,7 @@ class JobRow:
             timings=json.loads(row["timings"]) if row["timings"] else {},
             credits=row["credits"],
             seed=row["seed"],
+            webhook_attempts=row["webhook_attempts"],
         )
 
     @property
@@ -131,13 +143,17 @@ class JobStore:
         webhook: str,
         idempotency_key: str,
         fingerprint: str,
+        max_processing: int = 0,
     ) -> tuple[JobRow, bool]:
         """Insert a job, or return the one an idempotency key already names.
 
-        Returns the job and whether it is new.
+        Returns the job and whether it is new. With `max_processing` > 0, a new
+        job beyond that many in processing raises TooManyProcessing; the count
+        and the insert share one transaction, so concurrent creations cannot
+        overshoot the cap.
         """
 
-        def create(conn: sqlite3.Connection) -> tuple[JobRow, bool]:
+        def create(conn: Connection) -> tuple[JobRow, bool]:
             if idempotency_key:
                 row = conn.execute(
                     "SELECT * FROM jobs WHERE account_id = ? AND idempotency_key = ?",
@@ -147,6 +163,13 @@ class JobStore:
                     if row["request_fingerprint"] != fingerprint:
                         raise IdempotencyConflict(idempotency_key)
                     return JobRow.from_row(row), False
+            if max_processing > 0:
+                (count,) = conn.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE account_id = ? AND status = ?",
+                    (account_id, PROCESSING),
+                ).fetchone()
+                if count >= max_processing:
+                    raise TooManyProcessing(account_id)
             job_id = str(uuid.uuid4())
             conn.execute(
                 "INSERT INTO jobs (id, account_id, model, status, form_state, webhook,"
@@ -170,7 +193,7 @@ class JobStore:
         return await self.db.transaction(create)
 
     async def get(self, job_id: str) -> JobRow | None:
-        def get(conn: sqlite3.Connection) -> JobRow | None:
+        def get(conn: Connection) -> JobRow | None:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             return JobRow.from_row(row) if row is not None else None
 
@@ -187,7 +210,7 @@ class JobStore:
     async def unpublished(self, older_than_s: float) -> list[JobRow]:
         cutoff = time.time() - older_than_s
 
-        def unpublished(conn: sqlite3.Connection) -> list[JobRow]:
+        def unpublished(conn: Connection) -> list[JobRow]:
             rows = conn.execute(
                 "SELECT * FROM jobs WHERE published_at IS NULL AND created_at < ?"
                 " AND status = ? ORDER BY created_at LIMIT 100",
@@ -200,7 +223,7 @@ class JobStore:
     async def record_attempt(self, job_id: str, attempt: int) -> None:
         await self.db.run(
             lambda conn: conn.execute(
-                "UPDATE jobs SET attempts = MAX(attempts, ?) WHERE id = ?", (attempt, job_id)
+                "UPDATE jobs SET attempts = GREATEST(attempts, ?) WHERE id = ?", (attempt, job_id)
             )
         )
 
@@ -211,7 +234,7 @@ class JobStore:
         terminal (a duplicate event) or unknown.
         """
 
-        def finish(conn: sqlite3.Connection) -> JobRow | None:
+        def finish(conn: Connection) -> JobRow | None:
             cursor = conn.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, output_key = ?, error = ?,"
                 " execution_time_ms = ?, timings = ?, credits = ?, seed = COALESCE(?, seed)"
@@ -236,24 +259,33 @@ class JobStore:
 
         return await self.db.transaction(finish)
 
-    async def webhooks_due(self, max_attempts: int, limit: int = 100) -> list[JobRow]:
-        def due(conn: sqlite3.Connection) -> list[JobRow]:
+    async def webhooks_due(
+        self, max_attempts: int, limit: int = 100, now: float | None = None
+    ) -> list[JobRow]:
+        """Undelivered webhooks with attempts left whose next attempt time has come."""
+        now = time.time() if now is None else now
+
+        def due(conn: Connection) -> list[JobRow]:
             rows = conn.execute(
                 "SELECT * FROM jobs WHERE finished_at IS NOT NULL AND webhook != ''"
                 " AND webhook_delivered_at IS NULL AND webhook_attempts < ?"
+                " AND (webhook_next_attempt_at IS NULL OR webhook_next_attempt_at <= ?)"
                 " ORDER BY finished_at LIMIT ?",
-                (max_attempts, limit),
+                (max_attempts, now, limit),
             ).fetchall()
             return [JobRow.from_row(r) for r in rows]
 
         return await self.db.run(due)
 
-    async def record_webhook_attempt(self, job_id: str, delivered: bool) -> None:
+    async def record_webhook_attempt(
+        self, job_id: str, delivered: bool, next_attempt_at: float | None = None
+    ) -> None:
+        """Count an attempt; a failed one is retried no sooner than `next_attempt_at`."""
         await self.db.run(
             lambda conn: conn.execute(
                 "UPDATE jobs SET webhook_attempts = webhook_attempts + 1,"
-                " webhook_delivered_at = CASE WHEN ? THEN ? ELSE webhook_delivered_at END"
-                " WHERE id = ?",
-                (delivered, time.time(), job_id),
+                " webhook_delivered_at = COALESCE(?, webhook_delivered_at),"
+                " webhook_next_attempt_at = ? WHERE id = ?",
+                (time.time() if delivered else None, next_attempt_at, job_id),
             )
         )

@@ -63,6 +63,33 @@ def account_create(args: argparse.Namespace, channel: grpc.Channel) -> dict[str,
     return {"account_id": response.account_id}
 
 
+def _account(account: auth_pb2.Account) -> dict[str, Any]:
+    return {
+        "account_id": account.account_id,
+        "email": account.email,
+        "created_at": _time(account.created_at),
+        "disabled": account.disabled,
+    }
+
+
+def account_list(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _auth(channel).ListAccounts(
+        auth_pb2.ListAccountsRequest(limit=args.limit, page_token=args.page_token),
+        timeout=RPC_TIMEOUT_S,
+    )
+    return {
+        "data": [_account(account) for account in response.accounts],
+        "next_page_token": response.next_page_token or None,
+    }
+
+
+def account_disable(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _auth(channel).DisableAccount(
+        auth_pb2.DisableAccountRequest(account_id=args.account), timeout=RPC_TIMEOUT_S
+    )
+    return _account(response.account)
+
+
 def key_create(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
     response = _auth(channel).CreateApiKey(
         auth_pb2.CreateApiKeyRequest(account_id=args.account, name=args.name),
@@ -122,6 +149,31 @@ def credits_balance(args: argparse.Namespace, channel: grpc.Channel) -> dict[str
     return _balance(response)
 
 
+def credits_history(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _billing(channel).ListUsage(
+        billing_pb2.ListUsageRequest(account_id=args.account, limit=args.limit, cursor=args.cursor),
+        timeout=RPC_TIMEOUT_S,
+    )
+    return {
+        "data": [
+            {
+                "id": entry.id,
+                "kind": entry.kind,
+                "wallet": entry.wallet,
+                "job_id": entry.job_id or None,
+                "model": entry.model or None,
+                "billed_seconds": entry.billed_seconds or None,
+                "resolution": entry.resolution or None,
+                "credits": entry.credits,
+                "reason": entry.reason,
+                "created_at": _time(entry.created_at),
+            }
+            for entry in response.entries
+        ],
+        "next_cursor": response.next_cursor or None,
+    }
+
+
 Command = Callable[[argparse.Namespace, grpc.Channel], dict[str, Any]]
 
 
@@ -139,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = command(account, "create", "auth", account_create, "open an account")
     sub.add_argument("--email", required=True)
+    sub = command(account, "list", "auth", account_list, "list accounts, oldest first")
+    sub.add_argument("--limit", type=int, default=100, help="accounts per page (max 1000)")
+    sub.add_argument("--page-token", default="", help="next_page_token of the last page")
+    sub = command(
+        account, "disable", "auth", account_disable, "stop every key and session of an account"
+    )
+    sub.add_argument("--account", required=True, help="account id")
 
     key = groups.add_parser("key", help="API keys").add_subparsers(
         dest="command", required=True, parser_class=_Parser
@@ -161,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--wallet", choices=sorted(_WALLETS), default="api")
     sub = command(credit, "balance", "billing", credits_balance, "show an account's wallets")
     sub.add_argument("--account", required=True, help="account id")
+    sub = command(
+        credit, "history", "billing", credits_history, "an account's ledger, newest first"
+    )
+    sub.add_argument("--account", required=True, help="account id")
+    sub.add_argument("--limit", type=int, default=50, help="entries per page (max 200)")
+    sub.add_argument("--cursor", default="", help="next_cursor of the last page")
     return parser
 
 

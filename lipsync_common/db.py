@@ -1,30 +1,84 @@
-"""SQLite access for the services' stores: one connection, one thread, migrations.
+"""The services' stores on SQLite (the default) or PostgreSQL, behind one API.
 
-Each service owns its database (a file under the data directory by default).
-sqlite3 blocks, so every statement runs on one dedicated thread: the event loop
-never blocks, and the single writer makes `BEGIN IMMEDIATE` transactions
-serialise cleanly without "database is locked" retries inside one process.
-Several processes may still share a file; the busy timeout covers that.
+`Database(url, migrations)` picks the engine from the URL: `sqlite:///path` or
+`postgresql://...` (see `db_postgres`). Stores hand it callbacks `fn(conn)`
+that run on a database thread; `conn.execute(sql, params)` takes SQLite's SQL
+with `?` placeholders on both engines and returns a cursor whose rows read by
+name or position. Portable SQL, in short: GREATEST/LEAST rather than SQLite's
+two-argument MAX/MIN (SQLite gets both functions here), RETURNING rather than
+`lastrowid`, ON CONFLICT for upserts, aliases for computed columns (`SUM(x) AS
+total`), and an IntegrityError ends the transaction (PostgreSQL aborts it).
+Integers come back as int and NUMERIC sums as int, as on SQLite.
+
+SQLite: one connection driven by one dedicated thread, so the event loop never
+blocks, and the single writer makes `BEGIN IMMEDIATE` transactions serialise
+cleanly without "database is locked" retries inside one process. Several
+processes may still share a file; the busy timeout covers that.
+
+Migrations are a list per store, applied in order once each and recorded in a
+`schema_version` table. A migration is SQLite DDL, translated mechanically for
+PostgreSQL, or a `Migration(sqlite=..., postgres=...)` pair where it cannot be.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+
+# Raised on both engines for a violated constraint (PostgreSQL's is translated).
+IntegrityError = sqlite3.IntegrityError
+
+
+class Row(Protocol):
+    """A result row: `row["column"]` or `row[0]` (sqlite3.Row or its PostgreSQL twin)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def keys(self) -> list[str]: ...
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """What a store callback may use, on either engine."""
+
+    def execute(
+        self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ..., /
+    ) -> Cursor: ...
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration written per dialect, for what no mechanical translation covers."""
+
+    sqlite: str
+    postgres: str
+
+
+MigrationStep = str | Migration
 
 
 def sqlite_path(url: str) -> str:
     """`sqlite:///abs/path.db` or `sqlite:///:memory:` to a sqlite3 path."""
     prefix = "sqlite:///"
     if not url.startswith(prefix):
-        raise ValueError(f"unsupported database URL {url!r}: only sqlite:/// is supported")
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
     return url[len(prefix) :]
+
+
+def dialect_of(url: str) -> str:
+    return "postgres" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
 
 
 def _statements(script: str) -> list[str]:
@@ -41,10 +95,21 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-class Database:
+def _greatest(*values: Any) -> Any:
+    # Like PostgreSQL: NULLs are ignored, NULL only when every value is.
+    return max((v for v in values if v is not None), default=None)
+
+
+def _least(*values: Any) -> Any:
+    return min((v for v in values if v is not None), default=None)
+
+
+class _SqliteBackend:
     """A SQLite connection driven from a single worker thread."""
 
-    def __init__(self, url: str, migrations: Sequence[str]) -> None:
+    dialect = "sqlite"
+
+    def __init__(self, url: str, migrations: Sequence[MigrationStep]) -> None:
         self._path = sqlite_path(url)
         self._migrations = migrations
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
@@ -61,39 +126,41 @@ class Database:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
+        # PostgreSQL's names for the multi-argument MAX and MIN, so one query serves both.
+        conn.create_function("GREATEST", -1, _greatest, deterministic=True)
+        conn.create_function("LEAST", -1, _least, deterministic=True)
         self._conn = conn
         self._migrate(conn)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        current = row[0] or 0
-        for version, script in enumerate(self._migrations, start=1):
-            if version <= current:
-                continue
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read under the write lock: two processes opening one file at once
+            # must not both apply the same migration.
+            current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+            for version, migration in enumerate(self._migrations, start=1):
+                if version <= current:
+                    continue
+                script = migration if isinstance(migration, str) else migration.sqlite
                 for statement in _statements(script):
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(connection)` on the database thread."""
+    async def run(self, fn: Callable[[Any], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn)
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _call(self, fn: Callable[[Any], T]) -> T:
         if self._conn is None:
             raise RuntimeError("database is not open")
         return fn(self._conn)
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` inside BEGIN IMMEDIATE ... COMMIT, rolled back on error."""
-
+    async def transaction(self, fn: Callable[[Any], T]) -> T:
         def wrapped(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -111,3 +178,41 @@ class Database:
             await self.run(lambda conn: conn.close())
             self._conn = None
         self._executor.shutdown(wait=True)
+
+
+class Database:
+    """A store's database: SQLite or PostgreSQL by URL, with its migrations applied."""
+
+    def __init__(
+        self, url: str, migrations: Sequence[MigrationStep], *, pool_size: int | None = None
+    ) -> None:
+        self.dialect = dialect_of(url)
+        self._backend: Any
+        if self.dialect == "postgres":
+            # Imported here so the SQLite default runs without psycopg installed.
+            from lipsync_common.db_postgres import PostgresBackend
+
+            self._backend = PostgresBackend(url, migrations, pool_size)
+        else:
+            self._backend = _SqliteBackend(url, migrations)
+
+    async def open(self) -> None:
+        """Connect and apply the pending migrations."""
+        await self._backend.open()
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn(connection)` on a database thread, each statement on its own."""
+        result: T = await self._backend.run(fn)
+        return result
+
+    async def transaction(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in one transaction, rolled back on error.
+
+        SQLite: BEGIN IMMEDIATE. PostgreSQL: SERIALIZABLE, and `fn` is run again
+        after a serialization failure, so it must touch nothing but the database.
+        """
+        result: T = await self._backend.transaction(fn)
+        return result
+
+    async def close(self) -> None:
+        await self._backend.close()

@@ -1,6 +1,6 @@
 """`make bench`: the platform's overhead per job and the engine's render speed.
 
-Figures are printed as JSON and written to `bench-report/bench.json`:
+Figures are printed as JSON and written to `bench-report/platform.json`:
 
 * render speed of lipsync-image, seconds of output per second of wall time,
   at 480p and 720p, measured on the engine library alone;
@@ -11,7 +11,6 @@ Figures are printed as JSON and written to `bench-report/bench.json`:
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from inference_service.engine import LipsyncEngine
+from tests.bench_report import write_report
 from tests.integration.harness import (
     MediaHost,
     bearer,
@@ -114,10 +114,7 @@ def main() -> None:
             "render_speed": render_speed(work),
             "platform_overhead": platform_overhead(work),
         }
-    out = Path("bench-report")
-    out.mkdir(exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_report("platform", report)
 
 
 if __name__ == "__main__":

@@ -179,3 +179,91 @@ def write_mp4(
         if audio is not None:
             container.mux(audio.encode(None))
     return path
+
+
+def write_two_face_image(path: str | Path, gap: int = 64) -> Path:
+    """Two people side by side: the portrait and its mirror image, ``gap`` px apart (JPEG/PNG)."""
+    path = Path(path)
+    portrait = cv2.imread(str(portrait_path()), cv2.IMREAD_COLOR)
+    spacer = np.full((portrait.shape[0], gap, 3), 40, np.uint8)
+    image = np.concatenate([portrait, spacer, portrait[:, ::-1]], axis=1)
+    if not cv2.imwrite(str(path), image):
+        raise RuntimeError(f"could not write {path}")
+    return path
+
+
+def write_talking_video(
+    path: str | Path,
+    seconds: float,
+    *,
+    fps: int = 25,
+    mouth_hz: float = 3.0,
+    sway_px: float = 6.0,
+    faceless_from: float | None = None,
+    size: tuple[int, int] | None = None,
+) -> Path:
+    """An H.264 MP4 of the portrait talking on its own: the mouth opens and closes at
+    ``mouth_hz`` (the original speech an engine must suppress) while the head drifts by up
+    to ``sway_px``. From ``faceless_from`` seconds on, frames show a plain wall instead.
+    Each frame carries its index as a stamp (``read_frame_stamp``) in the top-left corner.
+    ``size`` (width, height) places the portrait, scaled to the height, in the middle of a
+    wider frame (e.g. 1280x720); by default the frame is the 480x480 portrait.
+    No audio track (the engine replaces it anyway).
+    """
+    from inference_service.engine import LipsyncEngine, scale_to_height
+    from inference_service.engine.mouth_rig import MouthRig
+
+    path = Path(path)
+    prepared = LipsyncEngine().prepare_face(portrait_path())
+    image, points = scale_to_height(
+        prepared.image, prepared.landmarks.points, size[1] if size else 480
+    )
+    if size is not None:
+        pad = (size[0] - image.shape[1]) // 2
+        image = cv2.copyMakeBorder(
+            image, 0, 0, pad, size[0] - image.shape[1] - pad, cv2.BORDER_REFLECT
+        )
+        points = points + np.array([pad, 0], np.float32)
+    rig = MouthRig(image, points)
+    height, width = image.shape[:2]
+    frames = max(1, round(seconds * fps))
+    with av.open(str(path), mode="w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"preset": "ultrafast", "crf": "18"}
+        for i in range(frames):
+            t = i / fps
+            canvas = image.copy()
+            rig.render_into(canvas, 0.5 - 0.5 * np.cos(2 * np.pi * mouth_hz * t))
+            shift = np.float32(
+                [[1, 0, sway_px * np.sin(1.3 * t)], [0, 1, sway_px * np.sin(0.9 * t)]]
+            )
+            canvas = cv2.warpAffine(canvas, shift, (width, height), borderMode=cv2.BORDER_REFLECT)
+            if faceless_from is not None and t >= faceless_from:
+                canvas = np.full_like(canvas, 120)
+            _stamp(canvas, i)
+            frame = av.VideoFrame.from_ndarray(canvas, format="bgr24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    return path
+
+
+_STAMP_BITS, _STAMP_BLOCK = 10, 12
+
+
+def _stamp(image: np.ndarray, index: int) -> None:
+    for bit in range(_STAMP_BITS):
+        value = 255 if index >> bit & 1 else 0
+        image[:_STAMP_BLOCK, bit * _STAMP_BLOCK : (bit + 1) * _STAMP_BLOCK] = value
+
+
+def read_frame_stamp(image: np.ndarray, scale: float = 1.0) -> int:
+    """The frame index ``write_talking_video`` stamped, read back from a (scaled) frame."""
+    block = _STAMP_BLOCK * scale
+    row = round(block / 2)
+    bits = [
+        float(image[row, round((bit + 0.5) * block)].mean()) > 128 for bit in range(_STAMP_BITS)
+    ]
+    return sum(1 << bit for bit, on in enumerate(bits) if on)

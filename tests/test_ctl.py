@@ -127,3 +127,38 @@ async def test_unreachable_service_is_reported(cli: Cli, monkeypatch: pytest.Mon
     monkeypatch.setenv("LIPSYNC_BILLING_ADDR", "127.0.0.1:1")
     error = await cli.fails("credits", "balance", "--account", "a")
     assert error["code"] == "unavailable"
+
+
+async def test_account_list_disable_and_credits_history(cli: Cli) -> None:
+    first = (await cli.ok("account", "create", "--email", "a@example.com"))["account_id"]
+    second = (await cli.ok("account", "create", "--email", "b@example.com"))["account_id"]
+    page = await cli.ok("account", "list", "--limit", "1")
+    assert [a["account_id"] for a in page["data"]] == [first]
+    rest = await cli.ok("account", "list", "--page-token", page["next_page_token"])
+    assert [a["account_id"] for a in rest["data"]] == [second]
+    assert rest["next_page_token"] is None
+
+    disabled = await cli.ok("account", "disable", "--account", first)
+    assert disabled["disabled"] is True
+    error = await cli.fails("account", "disable", "--account", "nope")
+    assert error["code"] == "not_found"
+
+    for wallet, amount in (("api", "100"), ("user", "7")):
+        await cli.ok(
+            "credits",
+            "grant",
+            "--account",
+            second,
+            "--amount",
+            amount,
+            "--reason",
+            "promo",
+            "--wallet",
+            wallet,
+        )
+    history = await cli.ok("credits", "history", "--account", second)
+    assert [(e["wallet"], e["kind"], e["credits"]) for e in history["data"]] == [
+        ("user", "grant", 7),
+        ("api", "grant", 100),
+    ]
+    assert history["data"][0]["reason"] == "promo" and history["next_cursor"] is None

@@ -2,52 +2,52 @@
 
 This module knows nothing of gRPC or NATS; the worker calls it with local
 file paths and turns ``MediaError`` into a failed job with ``user_message``.
+What each mode does, and what the built-in engine does with a prompt, is in
+``CAPABILITIES.md`` next to this file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from inference_service.engine.animator import Animator, BuiltinAnimator, FaceDrive, FrameJob
 from inference_service.engine.face_detect import FaceDetector
 from inference_service.engine.face_mesh import FaceLandmarks, FaceMesh
-from inference_service.engine.mouth_curve import mouth_openness
-from inference_service.engine.mouth_rig import MouthRig
-from inference_service.media.audio import load_audio
-from inference_service.media.encode import (
-    DEFAULT_CRF,
-    DEFAULT_PRESET,
-    Mp4Writer,
-    even_size,
-    frame_count,
-)
+from inference_service.engine.faces import find_faces, one_face, two_faces
+from inference_service.engine.idle import IdleMotion
+from inference_service.engine.job_audio import AUDIO_RATE, ORDERS, pair_audio, single_audio
+from inference_service.engine.mask import FrameMask
+from inference_service.engine.render_loop import PostProcess, write_video
+from inference_service.engine.tracker import FaceTracker
+from inference_service.media.encode import DEFAULT_CRF, DEFAULT_PRESET, even_size, frame_count
 from inference_service.media.errors import FaceTooSmallError, MediaError, NoFaceError
 from inference_service.media.image import load_image_bgr
-from inference_service.media.probe import DEFAULT_MAX_IMAGE_SIDE, probe_audio
+from inference_service.media.probe import DEFAULT_MAX_IMAGE_SIDE
+from inference_service.media.video import DEFAULT_CACHE_BYTES, VideoReader, ping_pong
 
 UInt8Array = npt.NDArray[np.uint8]
 FloatArray = npt.NDArray[np.float32]
 
+__all__ = ["AUDIO_RATE", "LipsyncEngine", "RenderResult", "resolve_seed", "scale_to_height"]
+
 SUPPORTED_HEIGHTS = (480, 720)
 FPS = 25
-# AAC at 48 kHz: every input rate maps onto it without a second resampling in the player.
-AUDIO_RATE = 48000
 # Below this the face mesh is unreliable and a mouth a few pixels wide cannot be animated.
 MIN_FACE_PX = 64
 MAX_AUDIO_S = 600.0
 # Wider or taller than this and the output frame would be absurd (e.g. 480 x 30000 px).
 MAX_ASPECT = 4.0
-# Face candidates checked with the mesh (~3 ms each) before giving up.
-MAX_CANDIDATES = 8
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class RenderResult:
     width: int
     height: int
     timings_ms: dict[str, int] = field(default_factory=dict)
+    fps: float = float(FPS)
+    # Video mode: frames in which a face was found and animated (the rest pass through).
+    face_frames: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,17 @@ def resolve_seed(seed: int | None) -> int:
     return int(seed)
 
 
+def _check_height(height: int) -> None:
+    if height not in SUPPORTED_HEIGHTS:
+        raise ValueError(f"height must be one of {SUPPORTED_HEIGHTS}, not {height}")
+
+
+def _ms(timings: dict[str, float]) -> dict[str, int]:
+    return {stage: round(seconds * 1000) for stage, seconds in timings.items()}
+
+
 class LipsyncEngine:
-    """Built-in engine: BlazeFace + face mesh landmarks, audio-driven mouth warp, x264 encode."""
+    """BlazeFace + face mesh landmarks, an animator for the mouth (built-in warp by default)."""
 
     def __init__(
         self,
@@ -88,6 +100,8 @@ class LipsyncEngine:
         max_audio_s: float | None = MAX_AUDIO_S,
         preset: str = DEFAULT_PRESET,
         crf: int = DEFAULT_CRF,
+        animator: Animator | None = None,
+        pingpong_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self._models_dir = models_dir
         self.min_face_px = min_face_px
@@ -95,12 +109,17 @@ class LipsyncEngine:
         self.max_audio_s = max_audio_s
         self.preset = preset
         self.crf = crf
-        # The built-in engine is OpenCV/numpy on the CPU; a neural engine would report "cuda".
-        self.device = "cpu"
+        self.animator: Animator = animator or BuiltinAnimator()
+        self.pingpong_cache_bytes = pingpong_cache_bytes
         self._detector: FaceDetector | None = None
         self._mesh: FaceMesh | None = None
         # cv2.dnn networks keep per-call state; a worker may render jobs on several threads.
         self._models_lock = threading.Lock()
+
+    @property
+    def device(self) -> str:
+        """Where the mouth is rendered: "cpu", or "cuda" for a neural animator on a GPU."""
+        return self.animator.device
 
     def setup(self) -> None:
         """Load the models once; later calls are no-ops."""
@@ -110,25 +129,19 @@ class LipsyncEngine:
                 self._mesh = FaceMesh(self._models_dir)
                 cv2.setNumThreads(os.cpu_count() or 1)
 
-    def prepare_face(self, image_path: str | Path) -> PreparedFace:
-        """Decode the portrait and locate the largest face; raises MediaError subclasses."""
+    def _models(self) -> tuple[FaceDetector, FaceMesh]:
         self.setup()
         assert self._detector is not None and self._mesh is not None
+        return self._detector, self._mesh
+
+    def prepare_face(self, image_path: str | Path) -> PreparedFace:
+        """Decode the portrait and locate the largest face; raises MediaError subclasses."""
+        detector, mesh = self._models()
         image = load_image_bgr(image_path, self.max_image_side)
-        with self._models_lock:
-            faces = self._detector.detect(image)[:MAX_CANDIDATES]
-            # The first candidate the face mesh confirms wins; detector-only hits on
-            # textures and gradients are dropped here.
-            for face in faces:
-                landmarks = self._mesh.landmarks(image, face)
-                if landmarks is not None:
-                    break
-            else:
-                raise NoFaceError()
-        face_px = round(face.size)
-        if face_px < self.min_face_px:
-            raise FaceTooSmallError(face_px, self.min_face_px)
-        return PreparedFace(image=image, landmarks=landmarks, face_px=face_px)
+        face = one_face(
+            find_faces(detector, mesh, self._models_lock, image, wanted=1), self.min_face_px
+        )
+        return PreparedFace(image=image, landmarks=face.landmarks, face_px=round(face.size))
 
     def render_image(
         self,
@@ -138,77 +151,223 @@ class LipsyncEngine:
         *,
         height: int = 480,
         seed: int | None = None,
+        mask_path: str | Path | None = None,
+        idle_motion: bool = True,
     ) -> RenderResult:
         """Animate the portrait's mouth to the audio; write an H.264/AAC MP4 to ``out_path``."""
-        if height not in SUPPORTED_HEIGHTS:
-            raise ValueError(f"height must be one of {SUPPORTED_HEIGHTS}, not {height}")
+        _check_height(height)
         used_seed = resolve_seed(seed)
         timings: dict[str, float] = {}
-
         started = time.perf_counter()
-        info = probe_audio(audio_path, max_duration_s=self.max_audio_s)
-        audio = load_audio(audio_path, AUDIO_RATE, channels=min(info.channels, 2))
-        # Decoders may emit codec padding past the stated end; the stated duration is what
-        # the user was billed for and what the output must last.
-        audio = audio[:, : max(1, round(info.duration_s * AUDIO_RATE))]
-        self.setup()
+        audio = single_audio(audio_path, self.max_audio_s)
         timings["decode"] = time.perf_counter() - started
 
         started = time.perf_counter()
         prepared = self.prepare_face(image_path)
         frame, points = scale_to_height(prepared.image, prepared.landmarks.points, height)
-        rig = MouthRig(frame, points)
-        duration_s = audio.shape[1] / AUDIO_RATE
-        frames = frame_count(duration_s, FPS)
-        openness = mouth_openness(audio.mean(axis=0), AUDIO_RATE, FPS, frames)
+        frames = frame_count(audio.duration_s, FPS)
+        mask = self._mask(mask_path, frame)
+        # A masked job keeps everything outside the mask still, so no sway (blinks are masked).
+        idle = (
+            [IdleMotion(frame, points, used_seed, FPS, frames, sway=mask is None)]
+            if idle_motion
+            else []
+        )
+        self.animator.prepare(audio.tracks, FPS, frames)
         timings["detect"] = time.perf_counter() - started
-
-        render_s = self._encode(out_path, frame, rig, openness, audio, timings)
-        timings["render"] = render_s
+        faces = [FaceDrive(points, 0, rig_key=0)]
+        jobs = (FrameJob(index, frame, faces) for index in range(frames))
+        written = write_video(
+            out_path,
+            jobs,
+            audio,
+            animator=self.animator,
+            fps=Fraction(FPS),
+            size=(frame.shape[1], frame.shape[0]),
+            post=_still_post(idle, mask),
+            timings=timings,
+            crf=self.crf,
+            preset=self.preset,
+        )
         return RenderResult(
-            duration_s=round(duration_s, 3),
-            frames=frames,
+            duration_s=round(audio.duration_s, 3),
+            frames=written,
             seed=used_seed,
             width=frame.shape[1],
             height=frame.shape[0],
-            timings_ms={stage: round(seconds * 1000) for stage, seconds in timings.items()},
+            timings_ms=_ms(timings),
+            fps=float(FPS),
         )
 
-    def _encode(
+    def render_multi(
         self,
+        image_path: str | Path,
+        left_audio_path: str | Path,
+        right_audio_path: str | Path,
         out_path: str | Path,
-        frame: UInt8Array,
-        rig: MouthRig,
-        openness: FloatArray,
-        audio: FloatArray,
+        *,
+        order: str = "left_right",
+        height: int = 480,
+        seed: int | None = None,
+        mask_path: str | Path | None = None,
+        idle_motion: bool = True,
+    ) -> RenderResult:
+        """Two people, two audios: each mouth follows its own audio, in ``order``."""
+        _check_height(height)
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
+        used_seed = resolve_seed(seed)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        audio = pair_audio(left_audio_path, right_audio_path, order, self.max_audio_s)
+        timings["decode"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        detector, mesh = self._models()
+        image = load_image_bgr(image_path, self.max_image_side)
+        found = find_faces(detector, mesh, self._models_lock, image, wanted=2)
+        left, right = two_faces(found, self.min_face_px)
+        frame, left_points = scale_to_height(image, left.landmarks.points, height)
+        _, right_points = scale_to_height(image, right.landmarks.points, height)
+        frames = frame_count(audio.duration_s, FPS)
+        mask = self._mask(mask_path, frame)
+        idle = (
+            [
+                IdleMotion(frame, points, used_seed + person, FPS, frames, sway=False)
+                for person, points in enumerate((left_points, right_points))
+            ]
+            if idle_motion
+            else []
+        )
+        self.animator.prepare(audio.tracks, FPS, frames)
+        timings["detect"] = time.perf_counter() - started
+        faces = [FaceDrive(left_points, 0, rig_key=0), FaceDrive(right_points, 1, rig_key=1)]
+        jobs = (FrameJob(index, frame, faces) for index in range(frames))
+        written = write_video(
+            out_path,
+            jobs,
+            audio,
+            animator=self.animator,
+            fps=Fraction(FPS),
+            size=(frame.shape[1], frame.shape[0]),
+            post=_still_post(idle, mask),
+            timings=timings,
+            crf=self.crf,
+            preset=self.preset,
+        )
+        return RenderResult(
+            duration_s=round(audio.duration_s, 3),
+            frames=written,
+            seed=used_seed,
+            width=frame.shape[1],
+            height=frame.shape[0],
+            timings_ms=_ms(timings),
+            fps=float(FPS),
+        )
+
+    def render_video(
+        self,
+        video_path: str | Path,
+        audio_path: str | Path,
+        out_path: str | Path,
+        *,
+        height: int = 480,
+        seed: int | None = None,
+        mask_path: str | Path | None = None,
+    ) -> RenderResult:
+        """Re-animate the tracked face of a video to new audio; lasts exactly the audio."""
+        _check_height(height)
+        used_seed = resolve_seed(seed)
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        audio = single_audio(audio_path, self.max_audio_s)
+        reader = VideoReader(video_path, height)
+        detector, mesh = self._models()
+        timings["decode"] = time.perf_counter() - started
+        frames = frame_count(audio.duration_s, reader.fps)
+        self.animator.prepare(audio.tracks, float(reader.fps), frames)
+        mask = self._mask(mask_path, np.zeros((reader.height, reader.width, 3), np.uint8))
+        tracker = FaceTracker(detector, mesh, self._models_lock, float(reader.fps))
+        stats = _TrackStats()
+        jobs = self._video_jobs(reader, frames, tracker, stats, timings)
+        written = write_video(
+            out_path,
+            jobs,
+            audio,
+            animator=self.animator,
+            fps=reader.fps,
+            size=(reader.width, reader.height),
+            post=_video_post(mask),
+            timings=timings,
+            crf=self.crf,
+            preset=self.preset,
+        )
+        if stats.animated == 0:
+            Path(out_path).unlink(missing_ok=True)
+            if stats.largest_px > 0:
+                raise FaceTooSmallError(round(stats.largest_px), self.min_face_px, source="video")
+            raise NoFaceError("no face found in the video")
+        return RenderResult(
+            duration_s=round(audio.duration_s, 3),
+            frames=written,
+            seed=used_seed,
+            width=reader.width,
+            height=reader.height,
+            timings_ms=_ms(timings),
+            fps=round(float(reader.fps), 3),
+            face_frames=stats.animated,
+        )
+
+    def _video_jobs(
+        self,
+        reader: VideoReader,
+        frames: int,
+        tracker: FaceTracker,
+        stats: _TrackStats,
         timings: dict[str, float],
-    ) -> float:
-        """Render and encode frame by frame; returns the seconds spent rendering."""
-        render_s = 0.0
-        canvas = frame.copy()
-        try:
-            with Mp4Writer(
-                out_path,
-                width=frame.shape[1],
-                height=frame.shape[0],
-                fps=FPS,
-                audio_rate=AUDIO_RATE,
-                audio_channels=audio.shape[0],
-                crf=self.crf,
-                preset=self.preset,
-            ) as writer:
-                writer.write_audio(audio)
-                for value in openness.tolist():
-                    started = time.perf_counter()
-                    rig.render_into(canvas, value)
-                    render_s += time.perf_counter() - started
-                    writer.write_bgr(canvas)
-            timings["encode"] = writer.encode_s
-        except BaseException:
-            with contextlib.suppress(OSError):
-                Path(out_path).unlink()
-            raise
-        return render_s
+    ) -> Iterator[FrameJob]:
+        source = ping_pong(reader, frames, self.pingpong_cache_bytes)
+        for index in range(frames):
+            started = time.perf_counter()
+            frame = next(source)
+            decoded = time.perf_counter()
+            points = tracker.update(frame)
+            timings["decode"] = timings.get("decode", 0.0) + decoded - started
+            timings["detect"] = timings.get("detect", 0.0) + time.perf_counter() - decoded
+            faces: list[FaceDrive] = []
+            if points is not None:
+                stats.largest_px = max(stats.largest_px, tracker.face_px)
+                if tracker.face_px >= self.min_face_px:
+                    faces = [FaceDrive(points, 0, close_source=True)]
+                    stats.animated += 1
+            yield FrameJob(index, frame, faces)
+
+    def _mask(self, mask_path: str | Path | None, frame: UInt8Array) -> FrameMask | None:
+        if mask_path is None:
+            return None
+        return FrameMask.load(mask_path, frame.shape[1], frame.shape[0], self.max_image_side)
+
+
+@dataclass
+class _TrackStats:
+    animated: int = 0
+    largest_px: float = 0.0
+
+
+def _still_post(idle: list[IdleMotion], mask: FrameMask | None) -> PostProcess:
+    def post(job: FrameJob, frame: UInt8Array) -> UInt8Array:
+        for motion in idle:
+            frame = motion.apply(frame, job.index)
+        return frame if mask is None else mask.apply(job.frame, frame)
+
+    return post
+
+
+def _video_post(mask: FrameMask | None) -> PostProcess:
+    def post(job: FrameJob, frame: UInt8Array) -> UInt8Array:
+        return frame if mask is None else mask.apply(job.frame, frame)
+
+    return post
 
 
 def scale_to_height(

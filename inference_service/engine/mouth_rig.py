@@ -18,6 +18,12 @@ Model, in a face frame with ``u`` along the mouth (corner to corner) and
 * The newly opened gap between the resting and the displaced inner lower lip
   is painted as mouth cavity (dark, derived from the lip colour) with upper
   teeth along its top edge when the source mouth was closed.
+* Rounded vowels (o, u) pull the lips toward the mouth's centre along ``u``
+  (``roundness``), which also narrows the painted gap.
+* Video frames come with their own, moving mouth. With ``close_source`` the
+  rest line is the inner *upper* lip and every frame first lifts the lower
+  lip and jaw by the source's own gap (the same displacement field, negated),
+  so the original speech is suppressed before the new one is drawn.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ CLOSED_MOUTH_RATIO = 0.06
 TEETH_RATIO = 0.11
 # Height of the tongue band along the gap's lower edge, as a fraction of the mouth width.
 TONGUE_RATIO = 0.07
+# How far (fraction of the distance to the centre) fully rounded lips move inward.
+PUCKER = 0.22
+# The face mesh under-reads a wide-open mouth (its lips are drawn toward the mean shape),
+# so a source gap is closed a little more than measured.
+CLOSING_GAIN = 1.2
 # fillPoly sub-pixel precision: coordinates are in 1/16 px.
 _SHIFT = 4
 _POLY_POINTS = 24
@@ -64,7 +75,9 @@ class Box:
 class MouthRig:
     """Renders the mouth region of ``source`` at any opening in [0, 1]."""
 
-    def __init__(self, source: UInt8Array, points: FloatArray) -> None:
+    def __init__(
+        self, source: UInt8Array, points: FloatArray, *, close_source: bool = False
+    ) -> None:
         self.source = source
         height, width = source.shape[:2]
         left, right = points[lm.MOUTH_CORNER_LEFT], points[lm.MOUTH_CORNER_RIGHT]
@@ -73,7 +86,8 @@ class MouthRig:
 
         lower = self._sorted_uv(points, lm.INNER_LOWER_LIP)
         upper = self._sorted_uv(points, lm.INNER_UPPER_LIP)
-        self._lip_u, self._lip_v = lower[:, 0], lower[:, 1]
+        rest = upper if close_source else lower
+        self._lip_u, self._lip_v = rest[:, 0], rest[:, 1]
         self.half_width = float(max((lower[-1, 0] - lower[0, 0]) / 2, 1.0))
         self.centre_u = float((lower[-1, 0] + lower[0, 0]) / 2)
         chin_v = float(self.frame.to_uv(points[lm.CHIN])[1])
@@ -81,16 +95,24 @@ class MouthRig:
         lip_v = float(np.interp(self.centre_u, self._lip_u, self._lip_v))
         fade = max(0.5 * (chin_v - lip_v), 0.25 * self.mouth_width)
         source_gap = float(np.max(lower[:, 1] - np.interp(lower[:, 0], upper[:, 0], upper[:, 1])))
-        self.draw_teeth = source_gap < CLOSED_MOUTH_RATIO * self.mouth_width
-        # A mouth that is already open (a smile showing teeth) needs less extra opening.
         widest = MAX_OPEN_RATIO * self.mouth_width
-        self.amplitude = max(widest - 0.5 * max(source_gap, 0.0), 0.6 * widest)
+        # Pixels the lower lip must rise to close the source mouth (0 for a portrait).
+        self.closing = CLOSING_GAIN * max(source_gap, 0.0) if close_source else 0.0
+        if close_source:
+            self.draw_teeth = True
+            self.amplitude = widest
+        else:
+            self.draw_teeth = source_gap < CLOSED_MOUTH_RATIO * self.mouth_width
+            # A mouth that is already open (a smile showing teeth) needs less extra opening.
+            self.amplitude = max(widest - 0.5 * max(source_gap, 0.0), 0.6 * widest)
+        outer_top_v = float(self._sorted_uv(points, lm.OUTER_UPPER_LIP)[:, 1].min())
 
         reach = 1.25 * self.mouth_width
         box = self.frame.bounding_box(
             self.centre_u - reach,
             self.centre_u + reach,
-            float(self._lip_v.min()) - self.amplitude - 2.0,
+            min(float(self._lip_v.min()) - self.amplitude, outer_top_v - 0.2 * self.mouth_width)
+            - 2.0,
             chin_v + fade + 2.0,
             width,
             height,
@@ -104,6 +126,9 @@ class MouthRig:
         # Backward map: the output pixel p shows source pixel p - d(p) * down.
         self._shift_x = (self.amplitude * basis * self.frame.ey[0]).astype(np.float32)
         self._shift_y = (self.amplitude * basis * self.frame.ey[1]).astype(np.float32)
+        pucker = self._pucker_basis(u, v, outer_top_v, lip_bottom_v)
+        self._pucker_x = (pucker * self.frame.ex[0]).astype(np.float32)
+        self._pucker_y = (pucker * self.frame.ex[1]).astype(np.float32)
         self._cavity, self._teeth = self._colour_layers(points, u)
 
     def _sorted_uv(self, points: FloatArray, indices: tuple[int, ...]) -> FloatArray:
@@ -129,14 +154,31 @@ class MouthRig:
         lips = self._lip_profile(u)
         return (tear * ((1.0 - to_jaw) * lips + to_jaw * jaw) * below_chin).astype(np.float32)
 
+    def _pucker_basis(
+        self, u: FloatArray, v: FloatArray, top_v: float, bottom_v: float
+    ) -> FloatArray:
+        """Inward pull along ``u`` per unit roundness: lips only, fading into the cheeks."""
+        margin = 0.25 * self.mouth_width
+        rows = smoothstep(top_v - margin, top_v, v) * (
+            1.0 - smoothstep(bottom_v, bottom_v + margin, v)
+        )
+        du = u - self.centre_u
+        reach = 0.5 * self.mouth_width
+        cols = 1.0 - smoothstep(reach, reach + margin, np.abs(du))
+        return (PUCKER * du * rows * cols).astype(np.float32)
+
     def _colour_layers(self, points: FloatArray, u: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Per-pixel cavity and teeth colours, lit like the face they sit in."""
         lip_ring = np.concatenate(
             [points[list(lm.INNER_LOWER_LIP)], points[list(lm.OUTER_LOWER_LIP)][::-1]]
         )
-        mask = np.zeros(self.source.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [np.round(lip_ring).astype(np.int32)], 255)
-        lip_colour = np.asarray(cv2.mean(self.source, mask=mask)[:3], np.float32)
+        # Within the ROI only: video frames build a rig per frame, a full-frame mask costs ms.
+        rows, cols = self.box.slices
+        roi = self.source[rows, cols]
+        mask = np.zeros(roi.shape[:2], np.uint8)
+        offset = np.array([self.box.x0, self.box.y0], np.float32)
+        cv2.fillPoly(mask, [np.round(lip_ring - offset).astype(np.int32)], 255)
+        lip_colour = np.asarray(cv2.mean(roi, mask=mask)[:3], np.float32)
         if not np.any(mask):
             lip_colour = np.array([90, 90, 150], np.float32)
         across = self._lip_profile(u)[..., np.newaxis]
@@ -153,11 +195,15 @@ class MouthRig:
         teeth = enamel * brightness * (0.5 + 0.45 * across)
         return cavity.astype(np.float32), teeth.astype(np.float32)
 
-    def _gap_polygons(self, opening: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def _gap_polygons(
+        self, opening: float, roundness: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Outlines (ROI pixels) of the opened gap, the upper-teeth band and the tongue band."""
         u = np.linspace(self._lip_u[0], self._lip_u[-1], _POLY_POINTS).astype(np.float32)
         rest_v = np.interp(u, self._lip_u, self._lip_v).astype(np.float32)
         profile = self._lip_profile(u)
+        # Rounded lips: the same gap profile, squeezed toward the centre like the lips around it.
+        u = (self.centre_u + (u - self.centre_u) * (1.0 - PUCKER * roundness)).astype(np.float32)
         drop = opening * self.amplitude * profile
         teeth_drop = np.minimum(drop * 0.7, TEETH_RATIO * self.mouth_width * profile)
         tongue_rise = np.minimum(drop * 0.45, TONGUE_RATIO * self.mouth_width * profile)
@@ -174,20 +220,30 @@ class MouthRig:
             outline(low_v - tongue_rise, low_v),
         )
 
-    def render_into(self, canvas: UInt8Array, opening: float) -> None:
+    def render_into(self, canvas: UInt8Array, opening: float, roundness: float = 0.0) -> None:
         """Write the mouth ROI for ``opening`` into ``canvas`` (a copy of the source frame)."""
         rows, cols = self.box.slices
+        opening, roundness = float(opening), float(roundness)
         if opening < MIN_VISIBLE_OPENING:
+            opening = 0.0
+        if opening == 0.0 and self.closing < 0.5 and roundness < MIN_VISIBLE_OPENING:
             canvas[rows, cols] = self.source[rows, cols]
             return
-        map_x = self._grid_x - opening * self._shift_x
-        map_y = self._grid_y - opening * self._shift_y
+        # Net drop of the lower lip: the new opening minus the source's own (video) gap.
+        drop = opening - self.closing / self.amplitude
+        map_x = (self._grid_x - drop * self._shift_x + roundness * self._pucker_x).astype(
+            np.float32
+        )
+        map_y = (self._grid_y - drop * self._shift_y + roundness * self._pucker_y).astype(
+            np.float32
+        )
         # remap returns a new ROI-sized array, so the source stays pristine for the next frame.
         warped = np.asarray(
             cv2.remap(self.source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
             np.uint8,
         )
-        self._paint_mouth(warped, *self._gap_polygons(opening))
+        if opening > 0.0:
+            self._paint_mouth(warped, *self._gap_polygons(opening, roundness))
         canvas[rows, cols] = warped
 
     def _paint_mouth(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 
@@ -40,9 +41,9 @@ def even_size(width: float, height: float) -> tuple[int, int]:
     return max(2, round(width / 2) * 2), max(2, round(height / 2) * 2)
 
 
-def frame_count(duration_s: float, fps: int) -> int:
+def frame_count(duration_s: float, fps: int | Fraction) -> int:
     """Frames needed so that the video lasts as long as the audio (within half a frame)."""
-    return max(1, round(duration_s * fps))
+    return max(1, round(duration_s * float(fps)))
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Mp4Writer:
         *,
         width: int,
         height: int,
-        fps: int = DEFAULT_FPS,
+        fps: int | Fraction = DEFAULT_FPS,
         audio_rate: int = DEFAULT_AUDIO_RATE,
         audio_channels: int = 1,
         crf: int = DEFAULT_CRF,
@@ -77,7 +78,8 @@ class Mp4Writer:
             raise ValueError(f"audio_channels must be 1 or 2, not {audio_channels}")
         self.width = width
         self.height = height
-        self.fps = fps
+        # A Fraction keeps NTSC rates (30000/1001) exact when pacing the audio.
+        self.fps = Fraction(fps)
         self.audio_rate = audio_rate
         self.frames_written = 0
         self.samples_written = 0
@@ -90,7 +92,7 @@ class Mp4Writer:
             str(path), mode="w", format="mp4", options={"movflags": "+faststart"}
         )
         try:
-            video = self._container.add_stream("libx264", rate=fps)
+            video = self._container.add_stream("libx264", rate=self.fps)
             video.width = width
             video.height = height
             video.pix_fmt = "yuv420p"
@@ -132,7 +134,12 @@ class Mp4Writer:
         for packet in self._video.encode(video_frame):
             self._container.mux(packet)
         self.frames_written += 1
-        self._drain_audio(until_samples=self.frames_written * self.audio_rate // self.fps)
+        self._drain_audio(
+            until_samples=self.frames_written
+            * self.audio_rate
+            * self.fps.denominator
+            // self.fps.numerator
+        )
         self.encode_s += time.perf_counter() - started
 
     def write_audio(self, samples: FloatArray) -> None:

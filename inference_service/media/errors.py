@@ -26,10 +26,11 @@ class NoFaceError(MediaError):
 class FaceTooSmallError(MediaError):
     """A face was found but is too small to animate convincingly."""
 
-    def __init__(self, face_px: int, minimum_px: int) -> None:
+    def __init__(self, face_px: int, minimum_px: int, *, source: str = "image") -> None:
+        advice = "a larger or closer portrait" if source == "image" else "a closer shot"
         super().__init__(
-            f"the face in the image is {face_px} px wide, below the minimum of {minimum_px} px;"
-            " use a larger or closer portrait"
+            f"the face in the {source} is {face_px} px wide, below the minimum of {minimum_px} px;"
+            f" use {advice}"
         )
         self.face_px = face_px
         self.minimum_px = minimum_px

@@ -6,6 +6,11 @@ from pathlib import Path
 import pytest
 
 from auth_service import keys
+from lipsync_common import credentials
+
+
+def with_checksum(body: str) -> str:
+    return body + credentials.checksum(body)
 
 
 def test_generated_key_has_the_documented_format() -> None:
@@ -49,8 +54,28 @@ def test_parse_rejects_malformed_keys(credential: str) -> None:
 
 
 def test_parse_accepts_the_bounds_of_the_format() -> None:
-    assert keys.parse_key("sk_abcdefgh_" + "Z" * 32) is not None
-    assert keys.parse_key("sk_" + "0" * 16 + "_" + "9" * 32) is not None
+    assert keys.parse_key(with_checksum("sk_abcdefgh_" + "Z" * 26)) is not None
+    assert keys.parse_key(with_checksum("sk_" + "0" * 16 + "_" + "9" * 26)) is not None
+
+
+def test_parse_refuses_a_key_whose_checksum_does_not_match() -> None:
+    key = keys.generate_key().key
+    typo = key[:20] + ("a" if key[20] != "a" else "b") + key[21:]
+    assert keys.parse_key(typo) is None
+    assert keys.parse_key(key[:-1] + ("0" if key[-1] != "0" else "1")) is None
+    # The checksum covers the key id too: a secret moved to another id fails.
+    secret = key.split("_")[2]
+    assert keys.parse_key(f"sk_{'x' * 12}_{secret}") is None
+
+
+def test_session_tokens_are_checksummed_and_distinct_from_keys() -> None:
+    token = credentials.new_session_token()
+    assert token.startswith("ses_")
+    assert credentials.is_session_token(token)
+    assert not credentials.is_session_token(token[:-1] + ("0" if token[-1] != "0" else "1"))
+    assert keys.parse_key(token) is None
+    assert credentials.is_well_formed(token)
+    assert not credentials.is_well_formed("ses_" + "a" * 43)
 
 
 def test_hash_verifies_only_the_same_secret_and_pepper() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 
 from billing_service.ledger import Ledger
+from billing_service.packs import DEFAULT_PACKS, parse_packs
 from billing_service.servicer import BillingServicer
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync.jobs.v1 import jobs_pb2
@@ -36,7 +37,9 @@ async def open_ledger(directory: Path) -> AsyncIterator[Ledger]:
 async def running_billing(directory: Path) -> AsyncIterator[BillingHarness]:
     async with open_ledger(directory) as ledger:
         server = grpc.aio.server()
-        billing_pb2_grpc.add_BillingServiceServicer_to_server(BillingServicer(ledger), server)
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(
+            BillingServicer(ledger, parse_packs(DEFAULT_PACKS)), server
+        )
         addr = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
         await server.start()
         try:

@@ -23,9 +23,16 @@ from gateway.settings import GatewaySettings
 from lipsync.auth.v1 import auth_pb2, auth_pb2_grpc
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from lipsync_common.credentials import checksum
 
-API_KEY = "sk_testkey1_" + "A1b2C3d4" * 4
-OTHER_KEY = "sk_testkey2_" + "Z9y8X7w6" * 4
+
+def with_checksum(body: str) -> str:
+    return body + checksum(body)
+
+
+# Real keys carry a checksum the gateway checks before calling auth.
+API_KEY = with_checksum("sk_testkey1_" + "A1b2C3d4" * 4)
+OTHER_KEY = with_checksum("sk_testkey2_" + "Z9y8X7w6" * 4)
 ACCOUNT = "acct-1"
 OTHER_ACCOUNT = "acct-2"
 SIGNING_KEY = b"test-signing-key"
@@ -73,6 +80,8 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
     jobs: dict[str, jobs_pb2.Job] = field(default_factory=dict)
     created: list[jobs_pb2.CreateJobRequest] = field(default_factory=list)
     idempotency: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # When set, CreateJob answers as if the account were at its processing cap.
+    at_processing_cap: bool = False
 
     def add(self, job: jobs_pb2.Job) -> jobs_pb2.Job:
         self.jobs[job.id] = job
@@ -82,6 +91,8 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.CreateJobResponse:
         self.created.append(request)
+        if self.at_processing_cap:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many processing")
         slot = (request.account_id, request.idempotency_key)
         if request.idempotency_key and slot in self.idempotency:
             fingerprint, job_id = self.idempotency[slot]

@@ -15,7 +15,13 @@ from inference_service.engine import LipsyncEngine, RenderResult, resolve_seed, 
 from inference_service.engine.__main__ import main as cli_main
 from inference_service.engine.mouth_rig import MouthRig
 from inference_service.media import MediaError, load_image_bgr, probe_output
-from tests.media_fixtures import portrait_path, write_garbage, write_speech_wav
+from tests.media_fixtures import (
+    portrait_path,
+    write_garbage,
+    write_speech_wav,
+    write_talking_video,
+    write_two_face_image,
+)
 
 SECONDS, HEAD, TAIL = 3.0, 0.6, 0.8
 FPS = 25
@@ -49,7 +55,9 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def render(engine: LipsyncEngine, speech: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
     out = tmp_path_factory.mktemp("render") / "out.mp4"
-    result = engine.render_image(str(portrait_path()), str(speech), str(out), height=480, seed=7)
+    result = engine.render_image(
+        str(portrait_path()), str(speech), str(out), height=480, seed=7, idle_motion=False
+    )
     return Render(result, out, _decode(out))
 
 
@@ -98,7 +106,9 @@ def test_same_seed_gives_identical_frames(
     engine: LipsyncEngine, speech: Path, render: Render, tmp_path: Path
 ) -> None:
     out = tmp_path / "again.mp4"
-    engine.render_image(str(portrait_path()), str(speech), str(out), height=480, seed=7)
+    engine.render_image(
+        str(portrait_path()), str(speech), str(out), height=480, seed=7, idle_motion=False
+    )
     again = _decode(out)
     assert len(again) == len(render.frames)
     assert all(np.array_equal(a, b) for a, b in zip(again, render.frames, strict=True))
@@ -155,3 +165,30 @@ def test_cli_reports_user_errors_as_json(
     code = cli_main(["--image", str(garbage), "--audio", str(audio), "--out", str(tmp_path / "o")])
     assert code == 2
     assert json.loads(capsys.readouterr().err)["error"].startswith("image could not be decoded")
+
+
+def test_cli_renders_a_video_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video = write_talking_video(tmp_path / "clip.mp4", 0.4)
+    audio = write_speech_wav(tmp_path / "v.wav", 0.6)
+    out = tmp_path / "cli.mp4"
+    args = ["--video", str(video), "--audio", str(audio), "--out", str(out), "--seed", "4"]
+    assert cli_main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["frames"] == 15 and printed["fps"] == 25 and out.is_file()
+
+
+def test_cli_renders_a_two_person_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = write_two_face_image(tmp_path / "two.png")
+    left, right = (
+        write_speech_wav(tmp_path / "l.wav", 0.4),
+        write_speech_wav(tmp_path / "r.wav", 0.2),
+    )
+    out = tmp_path / "cli.mp4"
+    args = ["--image", str(image), "--left-audio", str(left), "--right-audio", str(right)]
+    assert cli_main([*args, "--order", "meanwhile", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 10
+
+
+def test_cli_needs_both_audios_for_two_people(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["--image", "x.png", "--left-audio", "a.wav", "--out", str(tmp_path / "o")])

@@ -13,7 +13,14 @@ import pytest
 
 from lipsync_common.devstack import Stack
 from tests.integration.harness import MediaHost, ctl, running_stack, stack_env
-from tests.media_fixtures import portrait_path, write_garbage, write_no_face_image, write_speech_wav
+from tests.media_fixtures import (
+    portrait_path,
+    write_garbage,
+    write_no_face_image,
+    write_speech_wav,
+    write_talking_video,
+    write_two_face_image,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +75,8 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_speech_wav(root / "speech-6s.wav", 6.0, silence_head=0.5)
     write_garbage(root / "garbage.mp3")
     write_no_face_image(root / "no-face.png")
+    write_talking_video(root / "talking.mp4", 2.0)
+    write_two_face_image(root / "two-faces.jpg")
     return root
 
 

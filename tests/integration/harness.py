@@ -43,6 +43,9 @@ def stack_env(data_dir: Path) -> dict[str, str]:
             "LIPSYNC_EMBEDDED_NATS_PORT": str(free_port()),
             # The media host and webhook receiver of the tests live on loopback.
             "LIPSYNC_ALLOW_PRIVATE_URLS": "true",
+            # Tests poll every 0.2 s, faster than any client should; the limit
+            # itself is checked by test_accounts with a burst.
+            "LIPSYNC_RATE_LIMIT_PER_MIN": "600",
             "LIPSYNC_LOG_LEVEL": "info",
         }
     )
@@ -72,6 +75,8 @@ class MediaHost:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.webhooks: list[tuple[dict[str, str], dict[str, Any]]] = []
+        # The exact bytes of each webhook by job id, to check signatures.
+        self.webhook_bodies: dict[str, bytes] = {}
         self._received = threading.Condition()
         host = self
 
@@ -89,8 +94,10 @@ class MediaHost:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                payload = json.loads(self.rfile.read(length))
+                raw = self.rfile.read(length)
+                payload = json.loads(raw)
                 with host._received:
+                    host.webhook_bodies[str(payload.get("id"))] = raw
                     host.webhooks.append((dict(self.headers.items()), payload))
                     host._received.notify_all()
                 self.send_response(204)

@@ -90,24 +90,3 @@ def test_bad_media_fails_the_job_and_charges_nothing(
     assert message in job["error"]
     assert job["output"] is None and job["credits"] == 0
     assert platform.settled_balance(account_id, expected=50) == 50
-
-
-def test_models_without_an_engine_yet_fail_clearly_and_charge_nothing(
-    platform: Platform,
-) -> None:
-    account_id, key = platform.account(credits=50)
-    response = platform.client.post(
-        "/api/v1/lipsync-video",
-        json={
-            "formState": {
-                "video": f"{platform.media.url}/clip.mp4",
-                "audio": f"{platform.media.url}/speech-3s.wav",
-            }
-        },
-        headers=bearer(key),
-    )
-    assert response.status_code == 202
-    job = wait_until_finished(platform.client, response.json()["id"], key, timeout_s=60)
-    assert job["status"] == "failed"
-    assert "not available yet" in job["error"]
-    assert platform.balance(account_id) == 50

@@ -96,3 +96,20 @@ async def test_a_job_of_another_account_is_not_found(service: tuple) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.id, account_id="someone-else"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_new_job_over_the_processing_cap_is_resource_exhausted(service) -> None:
+    stub, _ = service
+    capped = create_request()
+    capped.max_processing_jobs = 2
+    first = await stub.CreateJob(capped)
+    await stub.CreateJob(capped)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateJob(capped)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # A retry of an existing job is never refused by the cap.
+    retry = create_request(key="k1")
+    retry.max_processing_jobs = 0
+    await stub.CreateJob(retry)
+    retry.max_processing_jobs = 1
+    assert (await stub.CreateJob(retry)).job.id != first.job.id

@@ -1,0 +1,224 @@
+"""Billing endpoints: balance, usage, the public price list and estimates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.responses import JSONResponse
+
+from gateway import openapi, openapi_account
+from gateway.auth import Authenticator, Principal
+from gateway.clients import RPC_TIMEOUT_S, Backends, rpc_problem
+from gateway.problems import FieldError, invalid_parameters, service_unavailable
+from gateway.routes_jobs import RESOLUTIONS
+from gateway.validation import (
+    REQUIRED_MEDIA,
+    parse_json_object,
+    read_body,
+    validate_job_request,
+)
+from lipsync.billing.v1 import billing_pb2
+from lipsync.inference.v1 import inference_pb2
+
+# Probing downloads the media; a long audio on a slow host takes a while.
+PROBE_TIMEOUT_S = 120.0
+FORMULA = (
+    "credits = min(maximum_seconds, max(minimum_seconds, ceil(duration_seconds)))"
+    " * credits_per_second"
+)
+_AUTH_ERRORS = {
+    401: "missing, malformed, unknown or revoked credential",
+    429: "rate limit exceeded; Retry-After says when to come back",
+    503: "a backend service is unavailable; retry shortly",
+}
+
+
+def _entry_json(entry: billing_pb2.UsageEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "kind": entry.kind,
+        "wallet": entry.wallet,
+        "job_id": entry.job_id or None,
+        "model": entry.model or None,
+        "billed_seconds": entry.billed_seconds or None,
+        "resolution": entry.resolution or None,
+        "credits": entry.credits,
+        "reason": entry.reason,
+        "created_at": entry.created_at.ToJsonString(),
+    }
+
+
+class BillingRoutes:
+    def __init__(self, backends: Backends, allow_private_urls: bool) -> None:
+        self._backends = backends
+        self._allow_private_urls = allow_private_urls
+
+    async def balance(self, principal: Principal) -> JSONResponse:
+        try:
+            balance = await self._backends.billing.GetBalance(
+                billing_pb2.GetBalanceRequest(account_id=principal.account_id),
+                timeout=RPC_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise rpc_problem("billing", error) from None
+        return JSONResponse(
+            {"api_credits": balance.api_credits, "user_credits": balance.user_credits},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def usage(self, principal: Principal, limit: int, cursor: str) -> JSONResponse:
+        request = billing_pb2.ListUsageRequest(
+            account_id=principal.account_id, limit=limit, cursor=cursor
+        )
+        try:
+            page = await self._backends.billing.ListUsage(request, timeout=RPC_TIMEOUT_S)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise invalid_parameters(
+                    [FieldError("cursor", "cursor is not one this API returned")]
+                ) from None
+            raise rpc_problem("billing", error) from None
+        return JSONResponse(
+            {
+                "data": [_entry_json(entry) for entry in page.entries],
+                "next_cursor": page.next_cursor or None,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def pricing(self) -> JSONResponse:
+        try:
+            prices = await self._backends.billing.GetPricing(
+                billing_pb2.GetPricingRequest(), timeout=RPC_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as error:
+            raise rpc_problem("billing", error) from None
+        return JSONResponse(
+            {
+                "rates": [
+                    {"resolution": r.resolution, "credits_per_second": r.credits_per_second}
+                    for r in prices.rates
+                ],
+                "minimum_seconds": prices.minimum_seconds,
+                "maximum_seconds": prices.maximum_seconds,
+                "credit_packs": [
+                    {
+                        "price_usd": pack.price_usd,
+                        "credits": pack.credits,
+                        "price_per_credit_usd": pack.price_per_credit_usd,
+                    }
+                    for pack in prices.credit_packs
+                ],
+                "formula": FORMULA,
+            },
+            headers={"Cache-Control": "public, max-age=60"},
+        )
+
+    async def estimate(self, request: Request) -> JSONResponse:
+        body = parse_json_object(await read_body(request))
+        model = body.get("model")
+        if not isinstance(model, str) or model not in REQUIRED_MEDIA:
+            raise invalid_parameters(
+                [FieldError("model", f"model must be one of {', '.join(REQUIRED_MEDIA)}")]
+            )
+        rest = {name: value for name, value in body.items() if name != "model"}
+        if "webhook" in rest:
+            raise invalid_parameters([FieldError("webhook", "webhook is an unknown parameter")])
+        job = validate_job_request(model, rest, None, allow_private_urls=self._allow_private_urls)
+        inference = self._backends.inference
+        if inference is None:
+            raise service_unavailable("inference")
+        try:
+            probed = await inference.ProbeDurations(
+                inference_pb2.ProbeDurationsRequest(model=job.model, form_state=job.form_state),
+                timeout=PROBE_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise invalid_parameters(
+                    [FieldError("formState", error.details() or "the media could not be read")]
+                ) from None
+            raise rpc_problem("inference", error) from None
+        usage = billing_pb2.Usage(
+            model=job.model,
+            resolution=RESOLUTIONS[job.form_state.resolution],
+            order=job.form_state.order,
+            duration_seconds=probed.duration_seconds,
+        )
+        try:
+            quote = await self._backends.billing.Quote(
+                billing_pb2.QuoteRequest(usage=usage), timeout=RPC_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as error:
+            raise rpc_problem("billing", error) from None
+        return JSONResponse({"billed_seconds": quote.billed_seconds, "credits": quote.credits})
+
+
+def router(backends: Backends, authenticator: Authenticator, allow_private_urls: bool) -> APIRouter:
+    handlers = BillingRoutes(backends, allow_private_urls)
+    api = APIRouter(prefix="/api/v1", tags=["billing"])
+    secured = [Security(openapi.BEARER)]
+    docs = openapi_account
+    any_credential = Depends(authenticator)
+    api_key = Depends(authenticator.api_key)
+    limit_query = Query(50, ge=1, le=200, description="Entries per page.")
+    cursor_query = Query("", max_length=200, description="`next_cursor` of the last page.")
+
+    @api.get(
+        "/balance",
+        name="get-balance",
+        summary="Read the account's two wallets (API key or session).",
+        response_model=docs.Balance,
+        responses=openapi.problem_responses(_AUTH_ERRORS),
+        dependencies=secured,
+    )
+    async def balance(principal: Principal = any_credential) -> JSONResponse:
+        return await handlers.balance(principal)
+
+    @api.get(
+        "/usage",
+        name="list-usage",
+        summary="Ledger entries of the account, newest first (API key or session).",
+        response_model=docs.Usage,
+        responses=openapi.problem_responses({**_AUTH_ERRORS, 422: "limit or cursor invalid"}),
+        dependencies=secured,
+    )
+    async def usage(
+        principal: Principal = any_credential,
+        limit: int = limit_query,
+        cursor: str = cursor_query,
+    ) -> JSONResponse:
+        return await handlers.usage(principal, limit, cursor)
+
+    @api.get(
+        "/pricing",
+        name="get-pricing",
+        summary="The public price list: rates, minimum and cap, credit packs. No key needed.",
+        response_model=docs.Pricing,
+        responses=openapi.problem_responses({503: "billing is unavailable; retry shortly"}),
+    )
+    async def pricing() -> JSONResponse:
+        return await handlers.pricing()
+
+    @api.post(
+        "/estimate",
+        name="estimate",
+        summary="Price a job from its media durations, without rendering or charging.",
+        response_model=docs.Estimate,
+        responses=openapi.problem_responses(
+            {
+                **_AUTH_ERRORS,
+                400: "the body is not JSON, or not an object",
+                403: "a session token was sent; this call needs an API key",
+                422: "a parameter is invalid, or the media cannot be downloaded or decoded",
+            }
+        ),
+        openapi_extra=docs.body(docs.EstimateRequest),
+        dependencies=secured,
+    )
+    async def estimate(request: Request, principal: Principal = api_key) -> JSONResponse:
+        return await handlers.estimate(request)
+
+    return api

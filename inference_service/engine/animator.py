@@ -1,0 +1,105 @@
+"""What turns source frames plus audio into talking frames: the animator interface.
+
+Every mode (image, video, multi) reduces a job to a stream of ``FrameJob``s:
+a source frame, and for each face in it the landmarks and which audio track
+drives it. An animator renders them in batches (the built-in warp takes one
+frame at a time; a neural model takes many at once on its device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from inference_service.engine.mouth_curve import mouth_openness, mouth_roundness
+from inference_service.engine.mouth_rig import MouthRig
+
+FloatArray = npt.NDArray[np.float32]
+UInt8Array = npt.NDArray[np.uint8]
+
+ANALYSIS_RATE = 16000
+
+
+@dataclass(frozen=True)
+class FaceDrive:
+    """One face in one frame: its landmarks and the audio track that moves its mouth."""
+
+    points: FloatArray
+    track: int
+    # Video frames carry their own mouth movement, which must be removed first.
+    close_source: bool = False
+    # Equal keys promise equal frame and landmarks (a still image): the rig is reused.
+    rig_key: object | None = None
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    index: int  # output frame number: where in the audio this frame sits
+    frame: UInt8Array  # the source frame; animators never modify it
+    faces: Sequence[FaceDrive]
+
+
+class Animator(Protocol):
+    batch_size: int
+    device: str
+
+    def prepare(self, tracks: Sequence[FloatArray], fps: float, frames: int) -> None:
+        """Per-track mono audio at ``ANALYSIS_RATE``, aligned to the output timeline."""
+
+    def animate(self, jobs: Sequence[FrameJob]) -> list[UInt8Array]:
+        """The rendered frames, one per job, in order (new arrays)."""
+
+
+@dataclass(frozen=True)
+class MouthShape:
+    openness: FloatArray
+    roundness: FloatArray
+
+
+def mouth_shapes(tracks: Sequence[FloatArray], fps: float, frames: int) -> list[MouthShape]:
+    shapes = []
+    for samples in tracks:
+        openness = mouth_openness(samples, ANALYSIS_RATE, fps, frames)
+        roundness = mouth_roundness(samples, ANALYSIS_RATE, fps, openness)
+        shapes.append(MouthShape(openness, roundness))
+    return shapes
+
+
+class BuiltinAnimator:
+    """The audio-driven mouth warp of ``MouthRig``: no model weights, CPU only."""
+
+    batch_size = 1
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self._shapes: list[MouthShape] = []
+        self._rigs: dict[object, MouthRig] = {}
+
+    def prepare(self, tracks: Sequence[FloatArray], fps: float, frames: int) -> None:
+        self._shapes = mouth_shapes(tracks, fps, frames)
+        self._rigs = {}
+
+    def animate(self, jobs: Sequence[FrameJob]) -> list[UInt8Array]:
+        out = []
+        for job in jobs:
+            canvas = job.frame.copy()
+            for face in job.faces:
+                rig = self._rig(job.frame, face)
+                shape = self._shapes[face.track]
+                index = min(job.index, shape.openness.shape[0] - 1)
+                rig.render_into(canvas, float(shape.openness[index]), float(shape.roundness[index]))
+            out.append(canvas)
+        return out
+
+    def _rig(self, frame: UInt8Array, face: FaceDrive) -> MouthRig:
+        if face.rig_key is None:
+            return MouthRig(frame, face.points, close_source=face.close_source)
+        rig = self._rigs.get(face.rig_key)
+        if rig is None:
+            rig = MouthRig(frame, face.points, close_source=face.close_source)
+            self._rigs[face.rig_key] = rig
+        return rig
