@@ -55,6 +55,13 @@ PUCKER = 0.22
 # The face mesh under-reads a wide-open mouth (its lips are drawn toward the mean shape),
 # so a source gap is closed a little more than measured.
 CLOSING_GAIN = 1.2
+# How dark the mouth cavity is against the lip-and-throat colour. Real open mouths are deep
+# shadow; at 1.0 the cavity read as a brown patch, and the face mesh (tests/quality) put the
+# inner lower lip halfway down it, measuring a wide-open mouth as barely parted. At 0.4 the
+# measured opening grows monotonically with the rendered one on both test faces.
+CAVITY_SHADE = 0.4
+# Width of the fade at the face oval (fraction of the mouth width) beyond which nothing moves.
+FACE_FEATHER = 0.12
 # fillPoly sub-pixel precision: coordinates are in 1/16 px.
 _SHIFT = 4
 _POLY_POINTS = 24
@@ -121,6 +128,7 @@ class MouthRig:
         u, v = self.frame.grid_uv(*box)
         self._u = u
         basis = self._displacement_basis(u, v, lip_bottom_v, chin_v, fade)
+        basis *= self._face_weight(points, fade)
         ys, xs = np.mgrid[self.box.y0 : self.box.y1, self.box.x0 : self.box.x1].astype(np.float32)
         self._grid_x, self._grid_y = xs, ys
         # Backward map: the output pixel p shows source pixel p - d(p) * down.
@@ -154,6 +162,29 @@ class MouthRig:
         lips = self._lip_profile(u)
         return (tear * ((1.0 - to_jaw) * lips + to_jaw * jaw) * below_chin).astype(np.float32)
 
+    def _face_weight(self, points: FloatArray, fade: float) -> FloatArray:
+        """1 inside the face oval (and the skin a chin drags below it), 0 beyond, feathered.
+
+        The jaw profile alone reaches 1.15 mouth widths sideways, past a narrow face's
+        cheeks onto the background, collar or hair; in a video those pixels would bend
+        frame to frame as the opening changes. Skin moves, what lies outside it does not.
+        """
+        jaw = points[list(lm.JAW)]
+        dragged = jaw + fade * self.frame.ey  # the chin pulls the skin under it along
+        hull = cv2.convexHull(
+            np.round(np.concatenate([jaw, dragged]) * (1 << _SHIFT)).astype(np.int32)
+        )
+        rows, cols = self.box.y1 - self.box.y0, self.box.x1 - self.box.x0
+        mask = np.zeros((rows, cols), np.uint8)
+        offset = np.array([[self.box.x0, self.box.y0]], np.int32) * (1 << _SHIFT)
+        cv2.fillConvexPoly(mask, hull - offset, 255, cv2.LINE_AA, _SHIFT)
+        # Feather inward so the weight reaches 0 at the oval, not a blur-width beyond it.
+        feather = max(FACE_FEATHER * self.mouth_width, 1.0)
+        size = 2 * int(np.ceil(feather)) + 1
+        inner = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+        weight = cv2.GaussianBlur(inner.astype(np.float32) / 255.0, (0, 0), feather / 2)
+        return np.asarray(weight, np.float32)
+
     def _pucker_basis(
         self, u: FloatArray, v: FloatArray, top_v: float, bottom_v: float
     ) -> FloatArray:
@@ -183,10 +214,10 @@ class MouthRig:
             lip_colour = np.array([90, 90, 150], np.float32)
         across = self._lip_profile(u)[..., np.newaxis]
         brightness = float(np.clip(lip_colour.mean() / 140.0, 0.55, 1.15))
-        # The cavity is a dark red-brown (half the lips' own hue, half a fixed throat colour),
-        # darkest in the middle where the throat is.
+        # The cavity is a deep red-brown shadow (half the lips' own hue, half a fixed throat
+        # colour), darkest in the middle where the throat is.
         throat = np.array([22, 24, 80], np.float32) * brightness
-        cavity = (0.5 * lip_colour * 0.35 + 0.5 * throat) * (1.15 - 0.45 * across)
+        cavity = (0.5 * lip_colour * 0.35 + 0.5 * throat) * (1.15 - 0.45 * across) * CAVITY_SHADE
         # The tongue shows along the lower edge: a muted, lighter version of the lips.
         tongue_tint = np.array([0.5, 0.5, 0.78], np.float32)  # BGR: redder than the lips
         self._tongue = (lip_colour * tongue_tint * (0.7 + 0.3 * across)).astype(np.float32)

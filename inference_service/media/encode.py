@@ -27,9 +27,11 @@ FloatArray = npt.NDArray[np.float32]
 
 DEFAULT_FPS = 25
 DEFAULT_AUDIO_RATE = 48000
-# veryfast keeps 720p well above real time on two cores; crf 23 is x264's visually-good default.
+# veryfast keeps 720p well above real time on two cores. crf 20, not x264's default 23: at 23
+# the codec alone costs a still portrait 39-40 dB PSNR outside the mouth, below the 40 dB the
+# engine promises there; 20 gives 40.5 dB for ~10 % more encode time.
 DEFAULT_PRESET = "veryfast"
-DEFAULT_CRF = 23
+DEFAULT_CRF = 20
 # cv2's BGR->I420 conversion uses BT.601 limited range; say so in the bitstream, otherwise
 # players assume BT.709 for HD sizes and shift the colours slightly.
 _X264_COLOUR_TAGS = "colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m"

@@ -99,16 +99,17 @@ def test_each_mouth_moves_only_while_its_audio_plays(
     still, _ = scale_to_height(load_image_bgr(image), np.zeros((1, 2), np.float32), 480)
     left, right = (_motion(frames, still, box) for box in _mouth_boxes(engine, image))
     first, second = round(LEFT_S * FPS), round(RIGHT_S * FPS)
-    # A still mouth differs from the still image by constant encoder noise only (small ptp);
-    # a few frames of margin: the mouth leads the sound and closes on release.
+    # A still mouth differs from the still image by constant encoder noise only (ptp < 1), a
+    # talking one by 7-10 grey levels over its box. A few frames of margin: the mouth leads
+    # the sound and closes on release.
     if order == "left_right":
-        assert np.ptp(left[:first]) > 8 and np.ptp(right[: first - 1]) < 1
-        assert np.ptp(right[first:]) > 8 and np.ptp(left[first + 8 :]) < 1
+        assert np.ptp(left[:first]) > 5 and np.ptp(right[: first - 1]) < 1
+        assert np.ptp(right[first:]) > 5 and np.ptp(left[first + 8 :]) < 1
     elif order == "right_left":
-        assert np.ptp(right[:second]) > 8 and np.ptp(left[: second - 1]) < 1
-        assert np.ptp(left[second:]) > 8 and np.ptp(right[second + 8 :]) < 1
+        assert np.ptp(right[:second]) > 5 and np.ptp(left[: second - 1]) < 1
+        assert np.ptp(left[second:]) > 5 and np.ptp(right[second + 8 :]) < 1
     else:
-        assert np.ptp(left) > 8 and np.ptp(right) > 8
+        assert np.ptp(left) > 5 and np.ptp(right) > 5
 
 
 def test_one_face_is_not_enough(engine: LipsyncEngine, tmp_path: Path) -> None:

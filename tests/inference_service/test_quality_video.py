@@ -50,11 +50,6 @@ def test_mouth_is_closed_in_silence(video: ModeQuality) -> None:
     assert closed.fraction <= rules.PAUSE_MAX_FRACTION, closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine's jaw warp reaches past the jaw onto the suit collar below the right"
-    " cheek and bends it frame to frame: edge flicker excess 1.05 grey levels (limit 0.5)",
-)
 def test_no_flicker_at_the_region_edge(video: ModeQuality) -> None:
     assert video.flicker is not None
     assert video.flicker.excess <= rules.FLICKER_MAX_EXCESS, video.flicker

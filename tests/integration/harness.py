@@ -46,6 +46,8 @@ def stack_env(data_dir: Path) -> dict[str, str]:
             # Tests poll every 0.2 s, faster than any client should; the limit
             # itself is checked by test_accounts with a burst.
             "LIPSYNC_RATE_LIMIT_PER_MIN": "600",
+            # test_concurrency keeps 100 jobs of one account in processing at once.
+            "LIPSYNC_MAX_PROCESSING_JOBS": "200",
             "LIPSYNC_LOG_LEVEL": "info",
         }
     )
