@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -104,6 +105,20 @@ def _least(*values: Any) -> Any:
     return min((v for v in values if v is not None), default=None)
 
 
+def _enable_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch the file to WAL; retried, because SQLite answers "database is locked" at once,
+    without waiting out the busy timeout, to a process that switches while another one is
+    doing the same (replicas starting together on a new file)."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 class _SqliteBackend:
     """A SQLite connection driven from a single worker thread."""
 
@@ -121,10 +136,11 @@ class _SqliteBackend:
     def _open(self) -> None:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=10000")
+        _enable_wal(conn)
         conn.execute("PRAGMA foreign_keys=ON")
         # PostgreSQL's names for the multi-argument MAX and MIN, so one query serves both.
         conn.create_function("GREATEST", -1, _greatest, deterministic=True)

@@ -26,7 +26,13 @@ from inference_service.engine.face_detect import FaceDetector
 from inference_service.engine.face_mesh import FaceLandmarks, FaceMesh
 from inference_service.engine.faces import find_faces, one_face, two_faces
 from inference_service.engine.idle import IdleMotion
-from inference_service.engine.job_audio import AUDIO_RATE, ORDERS, pair_audio, single_audio
+from inference_service.engine.job_audio import (
+    AUDIO_RATE,
+    ORDERS,
+    JobAudio,
+    pair_audio,
+    single_audio,
+)
 from inference_service.engine.mask import FrameMask
 from inference_service.engine.render_loop import PostProcess, write_video
 from inference_service.engine.tracker import FaceTracker
@@ -176,27 +182,8 @@ class LipsyncEngine:
         self.animator.prepare(audio.tracks, FPS, frames)
         timings["detect"] = time.perf_counter() - started
         faces = [FaceDrive(points, 0, rig_key=0)]
-        jobs = (FrameJob(index, frame, faces) for index in range(frames))
-        written = write_video(
-            out_path,
-            jobs,
-            audio,
-            animator=self.animator,
-            fps=Fraction(FPS),
-            size=(frame.shape[1], frame.shape[0]),
-            post=_still_post(idle, mask),
-            timings=timings,
-            crf=self.crf,
-            preset=self.preset,
-        )
-        return RenderResult(
-            duration_s=round(audio.duration_s, 3),
-            frames=written,
-            seed=used_seed,
-            width=frame.shape[1],
-            height=frame.shape[0],
-            timings_ms=_ms(timings),
-            fps=float(FPS),
+        return self._render_still(
+            out_path, frame, faces, audio, frames, idle, mask, timings, used_seed
         )
 
     def render_multi(
@@ -242,27 +229,8 @@ class LipsyncEngine:
         self.animator.prepare(audio.tracks, FPS, frames)
         timings["detect"] = time.perf_counter() - started
         faces = [FaceDrive(left_points, 0, rig_key=0), FaceDrive(right_points, 1, rig_key=1)]
-        jobs = (FrameJob(index, frame, faces) for index in range(frames))
-        written = write_video(
-            out_path,
-            jobs,
-            audio,
-            animator=self.animator,
-            fps=Fraction(FPS),
-            size=(frame.shape[1], frame.shape[0]),
-            post=_still_post(idle, mask),
-            timings=timings,
-            crf=self.crf,
-            preset=self.preset,
-        )
-        return RenderResult(
-            duration_s=round(audio.duration_s, 3),
-            frames=written,
-            seed=used_seed,
-            width=frame.shape[1],
-            height=frame.shape[0],
-            timings_ms=_ms(timings),
-            fps=float(FPS),
+        return self._render_still(
+            out_path, frame, faces, audio, frames, idle, mask, timings, used_seed
         )
 
     def render_video(
@@ -316,6 +284,42 @@ class LipsyncEngine:
             timings_ms=_ms(timings),
             fps=round(float(reader.fps), 3),
             face_frames=stats.animated,
+        )
+
+    def _render_still(
+        self,
+        out_path: str | Path,
+        frame: UInt8Array,
+        faces: list[FaceDrive],
+        audio: JobAudio,
+        frames: int,
+        idle: list[IdleMotion],
+        mask: FrameMask | None,
+        timings: dict[str, float],
+        seed: int,
+    ) -> RenderResult:
+        """Image and multi modes: the same still frame, ``frames`` times, faces animated."""
+        jobs = (FrameJob(index, frame, faces) for index in range(frames))
+        written = write_video(
+            out_path,
+            jobs,
+            audio,
+            animator=self.animator,
+            fps=Fraction(FPS),
+            size=(frame.shape[1], frame.shape[0]),
+            post=_still_post(idle, mask),
+            timings=timings,
+            crf=self.crf,
+            preset=self.preset,
+        )
+        return RenderResult(
+            duration_s=round(audio.duration_s, 3),
+            frames=written,
+            seed=seed,
+            width=frame.shape[1],
+            height=frame.shape[0],
+            timings_ms=_ms(timings),
+            fps=float(FPS),
         )
 
     def _video_jobs(
