@@ -134,6 +134,13 @@ class MouthRig:
         # Backward map: the output pixel p shows source pixel p - d(p) * down.
         self._shift_x = (self.amplitude * basis * self.frame.ey[0]).astype(np.float32)
         self._shift_y = (self.amplitude * basis * self.frame.ey[1]).astype(np.float32)
+        # Closing a video's own mouth lifts the lower lip and jaw by its gap; each pixel
+        # shows skin from at most the jaw line, never the neck or collar beyond it, which
+        # would surface on the chin as a dark blot. The chin's outline stays where it is.
+        to_jaw_line = np.maximum(self._jaw_line_v(points, u) - v, 0.0)
+        close = np.minimum(self.closing * basis, to_jaw_line)
+        self._close_x = (close * self.frame.ey[0]).astype(np.float32)
+        self._close_y = (close * self.frame.ey[1]).astype(np.float32)
         pucker = self._pucker_basis(u, v, outer_top_v, lip_bottom_v)
         self._pucker_x = (pucker * self.frame.ex[0]).astype(np.float32)
         self._pucker_y = (pucker * self.frame.ex[1]).astype(np.float32)
@@ -161,6 +168,13 @@ class MouthRig:
         below_chin = 1.0 - smoothstep(chin_v, chin_v + fade, v)
         lips = self._lip_profile(u)
         return (tear * ((1.0 - to_jaw) * lips + to_jaw * jaw) * below_chin).astype(np.float32)
+
+    def _jaw_line_v(self, points: FloatArray, u: FloatArray) -> FloatArray:
+        """``v`` of the lower face outline at each ``u`` (no limit beyond its ends)."""
+        jaw = self._sorted_uv(points, lm.JAW)
+        line = np.interp(u, jaw[:, 0], jaw[:, 1]).astype(np.float32)
+        outside = (u < jaw[0, 0]) | (u > jaw[-1, 0])
+        return np.where(outside, np.float32(np.inf), line).astype(np.float32)
 
     def _face_weight(self, points: FloatArray, fade: float) -> FloatArray:
         """1 inside the face oval (and the skin a chin drags below it), 0 beyond, feathered.
@@ -260,14 +274,13 @@ class MouthRig:
         if opening == 0.0 and self.closing < 0.5 and roundness < MIN_VISIBLE_OPENING:
             canvas[rows, cols] = self.source[rows, cols]
             return
-        # Net drop of the lower lip: the new opening minus the source's own (video) gap.
-        drop = opening - self.closing / self.amplitude
-        map_x = (self._grid_x - drop * self._shift_x + roundness * self._pucker_x).astype(
-            np.float32
-        )
-        map_y = (self._grid_y - drop * self._shift_y + roundness * self._pucker_y).astype(
-            np.float32
-        )
+        # The lower lip drops by the new opening after rising by the source's own (video) gap.
+        map_x = (
+            self._grid_x - opening * self._shift_x + self._close_x + roundness * self._pucker_x
+        ).astype(np.float32)
+        map_y = (
+            self._grid_y - opening * self._shift_y + self._close_y + roundness * self._pucker_y
+        ).astype(np.float32)
         # remap returns a new ROI-sized array, so the source stays pristine for the next frame.
         warped = np.asarray(
             cv2.remap(self.source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from inference_service.engine import LipsyncEngine, scale_to_height
+from inference_service.engine import landmarks as lm
 from inference_service.engine.mouth_curve import mouth_openness
 from inference_service.engine.mouth_rig import MouthRig
 from inference_service.media import load_audio_mono
@@ -50,6 +52,11 @@ def test_pure_silence_keeps_the_mouth_closed() -> None:
     assert not mouth_openness(np.zeros(16000, np.float32), 16000, FPS, 25).any()
 
 
+def rig_points() -> np.ndarray:
+    prepared = LipsyncEngine().prepare_face(portrait_path())
+    return scale_to_height(prepared.image, prepared.landmarks.points, 480)[1]
+
+
 @pytest.fixture(scope="module")
 def rig() -> MouthRig:
     prepared = LipsyncEngine().prepare_face(portrait_path())
@@ -84,3 +91,46 @@ def test_wider_opening_changes_more_pixels(rig: MouthRig) -> None:
         return float(np.abs(canvas.astype(int) - rig.source).mean())
 
     assert 0 < changed(0.3) < changed(0.6) < changed(1.0)
+
+
+def _face_oval(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    mask = np.zeros(shape[:2], np.uint8)
+    jaw = points[list(lm.JAW)]
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(jaw).astype(np.int32)), 1)
+    return mask.astype(bool)
+
+
+def test_nothing_beside_the_face_moves(rig: MouthRig) -> None:
+    # The jaw may drag skin down over the neck, but nothing left or right of the face's
+    # outline moves: background, hair and collars beside the cheeks stay put.
+    canvas = rig.source.copy()
+    rig.render_into(canvas, 1.0)
+    changed = np.any(canvas != rig.source, axis=2)
+    jaw_x = rig_points()[list(lm.JAW)][:, 0]
+    assert changed.any()
+    assert not changed[:, : int(np.floor(jaw_x.min()))].any()
+    assert not changed[:, int(np.ceil(jaw_x.max())) + 1 :].any()
+
+
+def test_closing_a_video_mouth_never_pulls_the_neck_onto_the_chin(tmp_path: Path) -> None:
+    # A video frame: the portrait with its mouth wide open and a black collar right under
+    # the jaw line. Closing the mouth must not bring black up onto the chin.
+    prepared = LipsyncEngine().prepare_face(portrait_path())
+    frame, points = scale_to_height(prepared.image, prepared.landmarks.points, 480)
+    opened = frame.copy()
+    MouthRig(frame, points).render_into(opened, 1.0)
+    cv2.imwrite(str(tmp_path / "open.png"), opened)
+    open_points = LipsyncEngine().prepare_face(tmp_path / "open.png").landmarks.points
+    oval = _face_oval(open_points, opened.shape)
+    rows = np.arange(opened.shape[0])[:, np.newaxis]
+    chin_y = float(open_points[lm.CHIN][1])
+    opened[(~oval) & (rows > open_points[lm.MOUTH_CORNER_LEFT][1])] = 0
+
+    closed = opened.copy()
+    MouthRig(opened, open_points, close_source=True).render_into(closed, 0.0)
+    # The chin: inside the oval, between the lower lip and the jaw line.
+    lip_y = float(open_points[lm.LOWER_LIP_BOTTOM][1])
+    chin = oval & (rows > lip_y + 0.3 * (chin_y - lip_y))
+    dark_before = int(np.sum(opened[chin].max(axis=1) < 40))
+    dark_after = int(np.sum(closed[chin].max(axis=1) < 40))
+    assert dark_after <= dark_before + 5, (dark_before, dark_after)
