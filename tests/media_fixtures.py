@@ -267,3 +267,9 @@ def read_frame_stamp(image: np.ndarray, scale: float = 1.0) -> int:
         float(image[row, round((bit + 0.5) * block)].mean()) > 128 for bit in range(_STAMP_BITS)
     ]
     return sum(1 << bit for bit, on in enumerate(bits) if on)
+
+
+def decode_frames(path: str | Path) -> list[np.ndarray]:
+    """Every video frame of ``path`` as BGR arrays (short clips only: all in memory)."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]

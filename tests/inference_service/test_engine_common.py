@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -13,22 +12,10 @@ from inference_service.engine import LipsyncEngine
 from inference_service.engine.idle import blink_curve
 from inference_service.engine.mask import FrameMask
 from inference_service.engine.mouth_curve import mouth_openness, mouth_roundness
-from tests.media_fixtures import portrait_path, write_speech_wav
+from tests.media_fixtures import decode_frames, portrait_path, write_speech_wav
 
 FPS = 25
 RATE = 16000
-
-
-def _decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
-
-
-@pytest.fixture(scope="module")
-def engine() -> LipsyncEngine:
-    engine = LipsyncEngine()
-    engine.setup()
-    return engine
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +45,7 @@ def test_a_black_mask_leaves_the_portrait_still(lossless: LipsyncEngine, tmp_pat
     cv2.imwrite(str(black), np.zeros((64, 64), np.uint8))
     out = tmp_path / "o.mp4"
     lossless.render_image(str(portrait_path()), str(audio), str(out), height=480, mask_path=black)
-    frames = _decode(out)
+    frames = decode_frames(out)
     assert all(np.array_equal(frame, frames[0]) for frame in frames)
 
 
@@ -72,7 +59,7 @@ def test_a_mouth_mask_confines_every_change(lossless: LipsyncEngine, tmp_path: P
     lossless.render_image(
         str(portrait_path()), str(audio), str(out), height=480, mask_path=mask_path, seed=1
     )
-    frames = np.stack(_decode(out)).astype(np.int16)
+    frames = np.stack(decode_frames(out)).astype(np.int16)
     change = np.abs(frames - frames[0]).max(axis=(0, 3))
     scaled = cv2.resize(mask, (480, 480), interpolation=cv2.INTER_AREA)
     # One pixel of margin: chroma is subsampled 2x2, so a colour edge bleeds by one pixel.
@@ -86,7 +73,7 @@ def test_idle_motion_is_reproducible_from_the_seed(engine: LipsyncEngine, tmp_pa
     for name, seed in (("a", 11), ("b", 11), ("c", 12)):
         out = tmp_path / f"{name}.mp4"
         engine.render_image(str(portrait_path()), str(audio), str(out), height=480, seed=seed)
-        renders.append(_decode(out))
+        renders.append(decode_frames(out))
     assert all(np.array_equal(x, y) for x, y in zip(renders[0], renders[1], strict=True))
     assert not all(np.array_equal(x, y) for x, y in zip(renders[0], renders[2], strict=True))
     # The head sways: the top of the frame (hair, background) moves a little.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -13,6 +12,7 @@ from inference_service.engine.faces import find_faces, two_faces
 from inference_service.engine.mouth_rig import MouthRig
 from inference_service.media import MediaError, NoFaceError, load_image_bgr, probe_output
 from tests.media_fixtures import (
+    decode_frames,
     portrait_path,
     write_no_face_image,
     write_speech_wav,
@@ -21,18 +21,6 @@ from tests.media_fixtures import (
 
 FPS = 25
 LEFT_S, RIGHT_S = 1.2, 0.8
-
-
-def _decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
-
-
-@pytest.fixture(scope="module")
-def engine() -> LipsyncEngine:
-    engine = LipsyncEngine()
-    engine.setup()
-    return engine
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +83,7 @@ def test_each_mouth_moves_only_while_its_audio_plays(
     info = probe_output(out)
     assert abs(info.duration_s - seconds) <= 1 / FPS and info.audio_codec == "aac"
     assert result.frames == round(seconds * FPS)
-    frames = _decode(out)
+    frames = decode_frames(out)
     still, _ = scale_to_height(load_image_bgr(image), np.zeros((1, 2), np.float32), 480)
     left, right = (_motion(frames, still, box) for box in _mouth_boxes(engine, image))
     first, second = round(LEFT_S * FPS), round(RIGHT_S * FPS)

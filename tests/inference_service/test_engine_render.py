@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from inference_service.engine.__main__ import main as cli_main
 from inference_service.engine.mouth_rig import MouthRig
 from inference_service.media import MediaError, load_image_bgr, probe_output
 from tests.media_fixtures import (
+    decode_frames,
     portrait_path,
     write_garbage,
     write_speech_wav,
@@ -34,18 +34,6 @@ class Render:
     frames: list[np.ndarray]
 
 
-def _decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
-
-
-@pytest.fixture(scope="module")
-def engine() -> LipsyncEngine:
-    engine = LipsyncEngine()
-    engine.setup()
-    return engine
-
-
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("speech")
@@ -58,7 +46,7 @@ def render(engine: LipsyncEngine, speech: Path, tmp_path_factory: pytest.TempPat
     result = engine.render_image(
         str(portrait_path()), str(speech), str(out), height=480, seed=7, idle_motion=False
     )
-    return Render(result, out, _decode(out))
+    return Render(result, out, decode_frames(out))
 
 
 def test_render_writes_an_mp4_as_long_as_the_audio(render: Render) -> None:
@@ -109,7 +97,7 @@ def test_same_seed_gives_identical_frames(
     engine.render_image(
         str(portrait_path()), str(speech), str(out), height=480, seed=7, idle_motion=False
     )
-    again = _decode(out)
+    again = decode_frames(out)
     assert len(again) == len(render.frames)
     assert all(np.array_equal(a, b) for a, b in zip(again, render.frames, strict=True))
 

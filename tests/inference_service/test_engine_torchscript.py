@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -15,7 +14,7 @@ from inference_service.engine.mel import MEL_STEP, N_MELS, log_mel, mel_filterba
 from inference_service.engine.selection import EngineConfigError, build_engine
 from inference_service.engine.torchscript import TorchScriptAnimator
 from inference_service.media import probe_output
-from tests.media_fixtures import portrait_path, write_speech_wav, write_talking_video
+from tests.media_fixtures import decode_frames, portrait_path, write_speech_wav, write_talking_video
 
 
 class TinyLipsync(nn.Module):
@@ -56,11 +55,6 @@ def engine(model_path: Path) -> LipsyncEngine:
     return engine
 
 
-def _decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
-
-
 def test_mel_features_follow_the_wav2lip_contract(tmp_path: Path) -> None:
     assert mel_filterbank().shape == (80, 401)
     samples = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
@@ -85,7 +79,7 @@ def test_image_mode_changes_only_the_mouth_region(
     info = probe_output(out)
     assert (info.video_codec, info.audio_codec, info.frames) == ("h264", "aac", 25)
     assert result.frames == 25
-    frames = np.stack(_decode(out)).astype(np.int16)
+    frames = np.stack(decode_frames(out)).astype(np.int16)
     variation = np.ptp(frames, axis=0).max(axis=2)
     prepared = lossless.prepare_face(portrait_path())
     points = prepared.landmarks.points * (480 / prepared.image.shape[0])
@@ -113,7 +107,7 @@ def test_batches_give_the_same_frames_as_single_frames(model_path: Path, tmp_pat
         engine = LipsyncEngine(animator=TorchScriptAnimator(model_path, batch_size=batch))
         out = tmp_path / f"b{batch}.mp4"
         engine.render_image(str(portrait_path()), str(audio), str(out), height=480, seed=2)
-        outputs.append(_decode(out))
+        outputs.append(decode_frames(out))
     assert all(np.array_equal(a, b) for a, b in zip(*outputs, strict=True))
 
 

@@ -6,7 +6,6 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -14,6 +13,7 @@ from inference_service.engine import LipsyncEngine, RenderResult
 from inference_service.media import MediaError, NoFaceError, probe_output
 from inference_service.media.video import VideoReader, ping_pong
 from tests.media_fixtures import (
+    decode_frames,
     read_frame_stamp,
     write_garbage,
     write_speech_wav,
@@ -31,18 +31,6 @@ class Render:
     frames: list[np.ndarray]
 
 
-def _decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
-
-
-@pytest.fixture(scope="module")
-def engine() -> LipsyncEngine:
-    engine = LipsyncEngine()
-    engine.setup()
-    return engine
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("video")
@@ -58,7 +46,7 @@ def render(engine: LipsyncEngine, video: Path, folder: Path) -> Render:
     audio = write_speech_wav(folder / "voice.wav", AUDIO_S, silence_head=HEAD)
     out = folder / "out.mp4"
     result = engine.render_video(str(video), str(audio), str(out), height=480, seed=5)
-    return Render(result, out, _decode(out))
+    return Render(result, out, decode_frames(out))
 
 
 def test_a_short_video_is_extended_to_the_audio_length(render: Render) -> None:
@@ -103,7 +91,7 @@ def test_the_original_mouth_motion_is_suppressed_in_silence(render: Render, vide
         return np.array([np.linalg.norm(p[14] - p[13]) for p in points if p is not None])
 
     silent = round(HEAD * FPS) - 2
-    source_gaps = gaps(_decode(video)[:silent])
+    source_gaps = gaps(decode_frames(video)[:silent])
     output_gaps = gaps(render.frames[:silent])
     # The source mouth keeps opening and closing; the output's stays shut while there is silence.
     assert output_gaps.mean() < 0.5 * source_gaps.mean()
@@ -116,7 +104,7 @@ def test_frames_without_a_face_pass_through(engine: LipsyncEngine, tmp_path: Pat
     out = tmp_path / "out.mp4"
     result = engine.render_video(str(video), str(audio), str(out), height=480)
     assert 0 < result.face_frames <= 21
-    last, source_last = _decode(out)[-1], _decode(video)[-1]
+    last, source_last = decode_frames(out)[-1], decode_frames(video)[-1]
     assert np.abs(last.astype(int) - source_last).mean() < 2
 
 

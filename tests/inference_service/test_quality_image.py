@@ -16,13 +16,6 @@ from tests.quality.scenarios import ModeQuality
 
 
 @pytest.fixture(scope="module")
-def engine() -> LipsyncEngine:
-    engine = LipsyncEngine()
-    engine.setup()
-    return engine
-
-
-@pytest.fixture(scope="module")
 def renders(
     engine: LipsyncEngine, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[bool, ModeQuality]:

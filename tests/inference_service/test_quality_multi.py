@@ -18,15 +18,6 @@ PEOPLE = ("left", "right")
 
 
 @pytest.fixture(scope="module")
-def engine() -> LipsyncEngine:
-    engine = LipsyncEngine()
-    if not scenarios.engine_supports(engine, "render_multi"):
-        pytest.skip("LipsyncEngine.render_multi is not implemented yet")
-    engine.setup()
-    return engine
-
-
-@pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(tmp_path_factory.mktemp("quality-multi"))
 

@@ -17,15 +17,6 @@ from tests.quality.scenarios import ModeQuality
 
 
 @pytest.fixture(scope="module")
-def engine() -> LipsyncEngine:
-    engine = LipsyncEngine()
-    if not scenarios.engine_supports(engine, "render_video"):
-        pytest.skip("LipsyncEngine.render_video is not implemented yet")
-    engine.setup()
-    return engine
-
-
-@pytest.fixture(scope="module")
 def video(engine: LipsyncEngine, tmp_path_factory: pytest.TempPathFactory) -> ModeQuality:
     return scenarios.run_video(engine, Path(tmp_path_factory.mktemp("quality-video")), 480)
 
