@@ -55,6 +55,10 @@ PUCKER = 0.22
 # The face mesh under-reads a wide-open mouth (its lips are drawn toward the mean shape),
 # so a source gap is closed a little more than measured.
 CLOSING_GAIN = 1.2
+# A smiling source mouth stays open into its corners, where an ellipse (the profile of a new
+# opening) would leave dark slivers of it: closing uses a flatter, wider profile.
+CLOSING_WIDTH = 1.15
+CLOSING_FLATNESS = 0.5
 # How dark the mouth cavity is against the lip-and-throat colour. Real open mouths are deep
 # shadow; at 1.0 the cavity read as a brown patch, and the face mesh (tests/quality) put the
 # inner lower lip halfway down it, measuring a wide-open mouth as barely parted. At 0.4 the
@@ -127,8 +131,9 @@ class MouthRig:
         self.box = Box(*box)
         u, v = self.frame.grid_uv(*box)
         self._u = u
-        basis = self._displacement_basis(u, v, lip_bottom_v, chin_v, fade)
-        basis *= self._face_weight(points, fade)
+        face = self._face_weight(points, fade)
+        basis = self._displacement_basis(u, v, lip_bottom_v, chin_v, fade, self._lip_profile(u))
+        basis *= face
         ys, xs = np.mgrid[self.box.y0 : self.box.y1, self.box.x0 : self.box.x1].astype(np.float32)
         self._grid_x, self._grid_y = xs, ys
         # Backward map: the output pixel p shows source pixel p - d(p) * down.
@@ -138,7 +143,9 @@ class MouthRig:
         # shows skin from at most the jaw line, never the neck or collar beyond it, which
         # would surface on the chin as a dark blot. The chin's outline stays where it is.
         to_jaw_line = np.maximum(self._jaw_line_v(points, u) - v, 0.0)
-        close = np.minimum(self.closing * basis, to_jaw_line)
+        closing_lips = self._lip_profile(u, CLOSING_WIDTH) ** CLOSING_FLATNESS
+        close_basis = self._displacement_basis(u, v, lip_bottom_v, chin_v, fade, closing_lips)
+        close = np.minimum(self.closing * close_basis * face, to_jaw_line)
         self._close_x = (close * self.frame.ey[0]).astype(np.float32)
         self._close_y = (close * self.frame.ey[1]).astype(np.float32)
         pucker = self._pucker_basis(u, v, outer_top_v, lip_bottom_v)
@@ -150,14 +157,23 @@ class MouthRig:
         uv = self.frame.to_uv(points[list(indices)])
         return uv[np.argsort(uv[:, 0])]
 
-    def _lip_profile(self, u: FloatArray) -> FloatArray:
-        """Relative gap height along the mouth: an ellipse, 1 in the middle, 0 at the corners."""
-        x = (u - self.centre_u) / self.half_width
+    def _lip_profile(self, u: FloatArray, widen: float = 1.0) -> FloatArray:
+        """Relative gap height along the mouth: an ellipse, 1 in the middle, 0 at the corners
+        (``widen`` times half the mouth away from its centre)."""
+        x = (u - self.centre_u) / (self.half_width * widen)
         return np.sqrt(np.clip(1.0 - x * x, 0.0, 1.0)).astype(np.float32)
 
     def _displacement_basis(
-        self, u: FloatArray, v: FloatArray, lip_bottom_v: float, chin_v: float, fade: float
+        self,
+        u: FloatArray,
+        v: FloatArray,
+        lip_bottom_v: float,
+        chin_v: float,
+        fade: float,
+        lips: FloatArray,
     ) -> FloatArray:
+        """Downward displacement per unit drop: the gap profile ``lips`` along the lip line,
+        blending into a rigid jaw toward the chin."""
         lip_v = np.interp(u, self._lip_u, self._lip_v).astype(np.float32)
         du = np.abs(u - self.centre_u)
         jaw = 1.0 - smoothstep(0.45 * self.mouth_width, 1.15 * self.mouth_width, du)
@@ -166,7 +182,6 @@ class MouthRig:
         tear = smoothstep(lip_v - 0.5, lip_v - 0.5 + tear_width, v)
         to_jaw = smoothstep(lip_v, lip_bottom_v + 0.5 * (chin_v - lip_bottom_v), v)
         below_chin = 1.0 - smoothstep(chin_v, chin_v + fade, v)
-        lips = self._lip_profile(u)
         return (tear * ((1.0 - to_jaw) * lips + to_jaw * jaw) * below_chin).astype(np.float32)
 
     def _jaw_line_v(self, points: FloatArray, u: FloatArray) -> FloatArray:
