@@ -140,12 +140,15 @@ class MouthRig:
         self._shift_x = (self.amplitude * basis * self.frame.ey[0]).astype(np.float32)
         self._shift_y = (self.amplitude * basis * self.frame.ey[1]).astype(np.float32)
         # Closing a video's own mouth lifts the lower lip and jaw by its gap; each pixel
-        # shows skin from at most the jaw line, never the neck or collar beyond it, which
-        # would surface on the chin as a dark blot. The chin's outline stays where it is.
+        # shows skin from above the jaw line, never the neck or collar beyond it, which
+        # would surface on the chin as a dark blot. The chin's outline stays where it is:
+        # the lift eases off over the last gap's height above the jaw line (a hard limit
+        # would show the jaw line's own row in a whole band, as vertical streaks).
         to_jaw_line = np.maximum(self._jaw_line_v(points, u) - v, 0.0)
         closing_lips = self._lip_profile(u, CLOSING_WIDTH) ** CLOSING_FLATNESS
         close_basis = self._displacement_basis(u, v, lip_bottom_v, chin_v, fade, closing_lips)
-        close = np.minimum(self.closing * close_basis * face, to_jaw_line)
+        wanted = self.closing * close_basis * face
+        close = wanted * (1.0 - np.exp(-to_jaw_line / np.maximum(wanted, 1e-3)))
         self._close_x = (close * self.frame.ey[0]).astype(np.float32)
         self._close_y = (close * self.frame.ey[1]).astype(np.float32)
         pucker = self._pucker_basis(u, v, outer_top_v, lip_bottom_v)
