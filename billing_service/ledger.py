@@ -77,9 +77,15 @@ class Ledger:
     async def entries(self, account_id: str) -> list[Entry]:
         return await self._db.run(lambda conn: store.account_entries(conn, account_id))
 
-    async def usage(self, account_id: str, limit: int, before_id: int | None) -> list[Entry]:
+    async def usage(
+        self, account_id: str, limit: int, before_id: int | None, *, include_zero: bool = True
+    ) -> list[Entry]:
         """A page of the account's entries, newest first, older than `before_id`."""
-        return await self._db.run(lambda conn: store.usage_page(conn, account_id, before_id, limit))
+        return await self._db.run(
+            lambda conn: store.usage_page(
+                conn, account_id, before_id, limit, include_zero=include_zero
+            )
+        )
 
     async def grant(self, account_id: str, amount: int, wallet: str, reason: str) -> Balance:
         if amount <= 0:

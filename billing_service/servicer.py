@@ -136,7 +136,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         except ValueError:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "cursor is not valid")
         # One more than asked tells whether another page exists.
-        entries = await self._ledger.usage(request.account_id, limit + 1, before_id)
+        entries = await self._ledger.usage(
+            request.account_id, limit + 1, before_id, include_zero=request.include_zero
+        )
         page = entries[:limit]
         more = len(entries) > limit
         return billing_pb2.ListUsageResponse(

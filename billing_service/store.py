@@ -178,16 +178,23 @@ def balance(conn: Connection, account_id: str) -> Balance:
     )
 
 
-def usage_page(conn: Connection, account_id: str, before_id: int | None, limit: int) -> list[Entry]:
+def usage_page(
+    conn: Connection,
+    account_id: str,
+    before_id: int | None,
+    limit: int,
+    *,
+    include_zero: bool = True,
+) -> list[Entry]:
     """Up to `limit` entries of an account, newest first, older than `before_id`."""
-    if before_id is None:
-        rows = conn.execute(
-            "SELECT * FROM entries WHERE account_id = ? ORDER BY id DESC LIMIT ?",
-            (account_id, limit),
-        ).fetchall()
-    else:
-        rows = conn.execute(
-            "SELECT * FROM entries WHERE account_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-            (account_id, before_id, limit),
-        ).fetchall()
+    where = "account_id = ?"
+    params: list[str | int] = [account_id]
+    if before_id is not None:
+        where += " AND id < ?"
+        params.append(before_id)
+    if not include_zero:
+        where += " AND amount <> 0"
+    rows = conn.execute(
+        f"SELECT * FROM entries WHERE {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+    ).fetchall()
     return [_entry(row) for row in rows]

@@ -180,7 +180,7 @@ def router(backends: Backends, authenticator: Authenticator, allow_private_urls:
     @api.get(
         "/usage",
         name="list-usage",
-        summary="Ledger entries of the account, newest first (API key or session).",
+        summary="Ledger entries that moved credits, newest first (API key or session).",
         response_model=docs.Usage,
         responses=openapi.problem_responses({**_AUTH_ERRORS, 422: "limit or cursor invalid"}),
         dependencies=secured,

@@ -151,7 +151,9 @@ def credits_balance(args: argparse.Namespace, channel: grpc.Channel) -> dict[str
 
 def credits_history(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
     response = _billing(channel).ListUsage(
-        billing_pb2.ListUsageRequest(account_id=args.account, limit=args.limit, cursor=args.cursor),
+        billing_pb2.ListUsageRequest(
+            account_id=args.account, limit=args.limit, cursor=args.cursor, include_zero=True
+        ),
         timeout=RPC_TIMEOUT_S,
     )
     return {

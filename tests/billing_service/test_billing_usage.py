@@ -90,3 +90,18 @@ def test_packs_are_sorted_by_price() -> None:
 def test_malformed_packs_are_a_configuration_error(raw: str) -> None:
     with pytest.raises(ConfigError):
         parse_packs(raw)
+
+
+async def test_usage_leaves_out_zero_entries_unless_asked(billing: BillingHarness) -> None:
+    # A job refused for lack of credits never held any: its id is closed with a zero release.
+    await billing.ledger.grant("acct", 4, "api", "too little")
+    await billing.ledger.release("job-refused", "acct")
+    customer = await billing.stub.ListUsage(billing_pb2.ListUsageRequest(account_id="acct"))
+    assert [(entry.kind, entry.credits) for entry in customer.entries] == [("grant", 4)]
+    operator = await billing.stub.ListUsage(
+        billing_pb2.ListUsageRequest(account_id="acct", include_zero=True)
+    )
+    assert [(entry.kind, entry.credits) for entry in operator.entries] == [
+        ("release", 0),
+        ("grant", 4),
+    ]
