@@ -165,3 +165,15 @@ async def test_100_simultaneous_reserves_against_credits_for_10(
     finally:
         for opened in ledgers:
             await opened.close()
+
+
+async def test_usage_pages_skip_zero_entries_when_asked(ledger: Ledger) -> None:
+    await ledger.grant(ACCOUNT, 10, "api", "first")
+    await ledger.release("never-reserved", ACCOUNT)  # closes the job id with a zero entry
+    await ledger.grant(ACCOUNT, 5, "api", "second")
+    everything = await ledger.usage(ACCOUNT, 10, None)
+    assert [entry.amount for entry in everything] == [5, 0, 10]
+    moved = await ledger.usage(ACCOUNT, 10, None, include_zero=False)
+    assert [entry.amount for entry in moved] == [5, 10]
+    older = await ledger.usage(ACCOUNT, 10, moved[0].id, include_zero=False)
+    assert [entry.amount for entry in older] == [10]
