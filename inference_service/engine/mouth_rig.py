@@ -22,8 +22,10 @@ Model, in a face frame with ``u`` along the mouth (corner to corner) and
   (``roundness``), which also narrows the painted gap.
 * Video frames come with their own, moving mouth. With ``close_source`` the
   rest line is the inner *upper* lip and every frame first lifts the lower
-  lip and jaw by the source's own gap (the same displacement field, negated),
-  so the original speech is suppressed before the new one is drawn.
+  lip and jaw by the source's own gap (a flatter profile than an opening's, so
+  the corners close too, easing off toward the jaw line so no neck is pulled
+  onto the chin), so the original speech is suppressed before the new one is
+  drawn.
 """
 
 from __future__ import annotations
