@@ -6,7 +6,7 @@ PROTO_SRC := $(shell find protos -name '*.proto')
 GRPC_TOOLS_PROTO = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))")
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos run test test-unit test-integration lint bench bench-platform bench-engine bench-quality bench-stores clean
+.PHONY: help install protos run test test-unit test-integration lint bench bench-platform bench-engine bench-quality bench-stores bench-api clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench-quality: ## Sync, stability and flicker figures with frame strips (bench-r
 
 bench-stores: ## Reserve latency and submit throughput on SQLite and PostgreSQL.
 	$(PY) -m tests.store_bench
+
+bench-api: ## Gateway req/s and latency (wrk) against a bare FastAPI endpoint, and the ratios.
+	$(PY) -m tests.api_bench
 
 clean: ## Remove the virtualenv, generated code and local data.
 	rm -rf $(VENV) lipsync var

@@ -243,7 +243,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             await _abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"name is longer than {MAX_KEY_NAME_LENGTH} characters",
+                f"name must be at most {MAX_KEY_NAME_LENGTH} characters",
             )
         account = await self._store.get_account(request.account_id)
         if account is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import grpc
 
@@ -13,6 +14,7 @@ from billing_service.servicer import BillingServicer
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync_common.config import ServerSettings, database_url, nats_url
 from lipsync_common.grpc_server import run_grpc_service
+from lipsync_common.jetstream import connect, ensure_streams
 from lipsync_common.logs import setup_logging
 
 SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
@@ -21,7 +23,8 @@ SERVICE_NAME = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_na
 async def main() -> None:
     setup_logging("billing_service")
     ledger = Ledger(database_url("billing"))
-    consumer = EventConsumer(ledger, nats_url())
+    nc, js = await connect(nats_url(), "billing-service")
+    consumer = EventConsumer(js, ledger)
     servicer = BillingServicer(ledger, load_packs())
 
     def register(server: grpc.aio.Server) -> None:
@@ -29,11 +32,14 @@ async def main() -> None:
 
     async def start() -> None:
         await ledger.open()
+        await ensure_streams(js)
         await consumer.start()
 
     async def stop() -> None:
         # Events first: a message being handled still needs the ledger.
         await consumer.stop()
+        with contextlib.suppress(Exception):
+            await nc.drain()
         await ledger.close()
 
     await run_grpc_service(

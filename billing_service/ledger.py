@@ -19,10 +19,12 @@ import enum
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+
 from billing_service import store
 from billing_service.metrics import CREDITS_CAPTURED, CREDITS_RELEASED, CREDITS_RESERVED
 from billing_service.store import Balance, Entry
-from lipsync_common.db import Connection, Database
+from lipsync_common.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -21,18 +21,13 @@ from lipsync.jobs.v1 import jobs_pb2
 MIN_BILLED_SECONDS = 5
 MAX_BILLED_SECONDS = 600
 CREDITS_PER_SECOND = {
-    billing_pb2.RESOLUTION_480P: 2,
-    billing_pb2.RESOLUTION_720P: 4,
+    jobs_pb2.RESOLUTION_480P: 2,
+    jobs_pb2.RESOLUTION_720P: 4,
 }
-_MODELS = (
-    jobs_pb2.MODEL_LIPSYNC_IMAGE,
-    jobs_pb2.MODEL_LIPSYNC_VIDEO,
-    jobs_pb2.MODEL_LIPSYNC_IMAGE_MULTI,
+FORMULA = (
+    "credits = min(maximum_seconds, max(minimum_seconds, ceil(duration_seconds)))"
+    " * credits_per_second"
 )
-RESOLUTION_NAMES = {
-    billing_pb2.RESOLUTION_480P: "480p",
-    billing_pb2.RESOLUTION_720P: "720p",
-}
 
 
 class PricingError(ValueError):
@@ -51,41 +46,39 @@ def billed_seconds(duration_seconds: float) -> int:
     return min(MAX_BILLED_SECONDS, max(MIN_BILLED_SECONDS, seconds))
 
 
-def output_duration(
-    model: jobs_pb2.Model.ValueType, order: jobs_pb2.Order.ValueType, durations: Sequence[float]
-) -> float:
-    """Seconds of output the request produces; 0 when the durations are unknown."""
-    if model not in _MODELS:
-        raise PricingError("model is not set")
+def output_duration(spec: jobs_pb2.JobSpec, durations: Sequence[float]) -> float:
+    """Seconds of output the job produces; 0 when the durations are unknown."""
     for duration in durations:
         if not math.isfinite(duration) or duration < 0:
             raise PricingError(f"duration must be a non-negative number, not {duration}")
+    case = spec.WhichOneof("inputs")
+    if case in ("lipsync_image", "lipsync_video"):
+        # A video's output is cut or extended to the audio, so only the audio counts.
+        return _durations(durations, 1, "lipsync-image and lipsync-video take one audio duration")
+    if case == "lipsync_image_multi":
+        left_right = _durations(durations, 2, "lipsync-image-multi takes two audio durations")
+        if spec.lipsync_image_multi.order == jobs_pb2.ORDER_MEANWHILE:
+            return max(durations, default=0.0)
+        return left_right
+    raise PricingError("model is not set")
+
+
+def _durations(durations: Sequence[float], count: int, message: str) -> float:
+    """The sum of `count` durations, or 0 when none is known yet (the minimum charge)."""
     if not durations:
         return 0.0
-    if model in (jobs_pb2.MODEL_LIPSYNC_IMAGE, jobs_pb2.MODEL_LIPSYNC_VIDEO):
-        # A video's output is cut or extended to the audio, so only the audio counts.
-        if len(durations) != 1:
-            raise PricingError("lipsync-image and lipsync-video take one audio duration")
-        return durations[0]
-    if len(durations) != 2:
-        raise PricingError("lipsync-image-multi takes two audio durations")
-    if order == jobs_pb2.ORDER_MEANWHILE:
-        return max(durations)
+    if len(durations) != count:
+        raise PricingError(message)
     return sum(durations)
 
 
-def price(
-    model: jobs_pb2.Model.ValueType,
-    resolution: billing_pb2.Resolution.ValueType,
-    order: jobs_pb2.Order.ValueType,
-    durations: Sequence[float],
-) -> Price:
-    rate = CREDITS_PER_SECOND.get(resolution)
+def price(spec: jobs_pb2.JobSpec, durations: Sequence[float]) -> Price:
+    rate = CREDITS_PER_SECOND.get(spec.resolution)
     if rate is None:
         raise PricingError("resolution must be 480p or 720p")
-    seconds = billed_seconds(output_duration(model, order, durations))
+    seconds = billed_seconds(output_duration(spec, durations))
     return Price(billed_seconds=seconds, credits=seconds * rate)
 
 
 def price_usage(usage: billing_pb2.Usage) -> Price:
-    return price(usage.model, usage.resolution, usage.order, list(usage.duration_seconds))
+    return price(usage.spec, list(usage.duration_seconds))

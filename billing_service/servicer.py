@@ -14,7 +14,7 @@ from billing_service.ledger import Ledger, ReserveOutcome
 from billing_service.packs import CreditPack
 from billing_service.store import WALLET_API, WALLET_USER, Balance, Entry
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
-from lipsync_common.jobjson import MODEL_NAMES
+from lipsync_common.job_spec import RESOLUTION_NAMES, model_name, resolution_name
 from lipsync_common.logs import job_context
 
 _WALLETS = {
@@ -67,13 +67,12 @@ def usage_entry(entry: Entry) -> billing_pb2.UsageEntry:
 def pricing_message(packs: Sequence[CreditPack]) -> billing_pb2.GetPricingResponse:
     return billing_pb2.GetPricingResponse(
         rates=[
-            billing_pb2.Rate(
-                resolution=pricing.RESOLUTION_NAMES[resolution], credits_per_second=rate
-            )
+            billing_pb2.Rate(resolution=RESOLUTION_NAMES[resolution], credits_per_second=rate)
             for resolution, rate in pricing.CREDITS_PER_SECOND.items()
         ],
         minimum_seconds=pricing.MIN_BILLED_SECONDS,
         maximum_seconds=pricing.MAX_BILLED_SECONDS,
+        formula=pricing.FORMULA,
         credit_packs=[
             billing_pb2.CreditPack(
                 price_usd=pack.price_usd,
@@ -152,6 +151,18 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         price = await _price(request.usage, context)
         return billing_pb2.QuoteResponse(billed_seconds=price.billed_seconds, credits=price.credits)
 
+    async def CheckFunds(
+        self, request: billing_pb2.CheckFundsRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.CheckFundsResponse:
+        await _require(context, account_id=request.account_id)
+        price = await _price(request.usage, context)
+        balance = await self._ledger.balance(request.account_id)
+        return billing_pb2.CheckFundsResponse(
+            sufficient=balance.api_credits >= price.credits,
+            credits=price.credits,
+            available_credits=balance.api_credits,
+        )
+
     async def GetBalance(
         self, request: billing_pb2.GetBalanceRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.GetBalanceResponse:
@@ -189,8 +200,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
                 account_id=request.account_id,
                 credits=price.credits,
                 billed_seconds=price.billed_seconds,
-                model=MODEL_NAMES.get(request.usage.model, ""),
-                resolution=pricing.RESOLUTION_NAMES.get(request.usage.resolution, ""),
+                model=model_name(request.usage.spec),
+                resolution=resolution_name(request.usage.spec),
             )
         return billing_pb2.ReserveResponse(
             outcome=_OUTCOMES[result.outcome],

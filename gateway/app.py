@@ -64,11 +64,7 @@ def create_app(
     authenticator = Authenticator(
         backends.auth, settings.auth_cache_s, clock=monotonic, limiter=limiter
     )
-    app.include_router(
-        routes_jobs.router(
-            backends, authenticator, settings.allow_private_urls, settings.max_processing_jobs
-        )
-    )
+    app.include_router(routes_jobs.router(backends, authenticator, settings.allow_private_urls))
     app.include_router(routes_account.router(backends, authenticator))
     app.include_router(routes_billing.router(backends, authenticator, settings.allow_private_urls))
     app.include_router(

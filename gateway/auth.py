@@ -148,8 +148,7 @@ class Authenticator:
 
     async def authenticate(self, header: str | None) -> Principal:
         credential = bearer_credential(header)
-        if not is_well_formed(credential):
-            raise unauthorized()
+        # Only well-formed credentials are cached, so a hit needs no checksum.
         digest = _digest(credential)
         now = self._clock()
         cached = self._cache.get(digest)
@@ -158,6 +157,8 @@ class Authenticator:
             if now < expires:
                 return principal
             del self._cache[digest]
+        if not is_well_formed(credential):
+            raise unauthorized()
 
         try:
             response = await self._stub.Authenticate(

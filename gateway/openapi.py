@@ -1,22 +1,23 @@
-"""What the OpenAPI document says about bodies the gateway validates by hand.
+"""The parts of the OpenAPI document that FastAPI does not infer.
 
 The job endpoints read their raw body (gateway.validation produces the
-contract's error format), so FastAPI cannot infer their schemas. These pydantic
-models exist only to describe the bodies and answers in `/openapi.json`.
+contract's error format), so their request schemas come from gateway.bodies,
+the same models that validate them; the answers are described here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from gateway.bodies import ESTIMATE, ESTIMATE_SCHEMA_NAME, JOB_MODELS
 from gateway.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from gateway.problems import title
-from gateway.validation import MAX_PROMPT_CHARS, MAX_SEED, MAX_URL_CHARS
+from lipsync_common.job_spec import MODEL_CASES, MODEL_NAMES, STATUS_NAMES
 
 # Documents the scheme only; gateway.auth does the checking.
 BEARER = HTTPBearer(
@@ -25,87 +26,23 @@ BEARER = HTTPBearer(
     description="An API key: `Authorization: Bearer sk_<keyid>_<secret>`.",
 )
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _CommonFormState(_Strict):
-    resolution: Literal["480p", "720p"] = Field("480p", description="Height of the output video.")
-    mask_image: str | None = Field(
-        None,
-        max_length=MAX_URL_CHARS,
-        description="URL of a mask image; white marks where the lips may be changed.",
-    )
-    prompt: str | None = Field(
-        None, max_length=MAX_PROMPT_CHARS, description="Style guidance text."
-    )
-    seed: int | None = Field(
-        None,
-        ge=-1,
-        le=MAX_SEED,
-        description="-1 or absent means random; the same seed and inputs give the same output.",
-    )
-
-
-class VideoFormState(_CommonFormState):
-    video: str = Field(
-        max_length=MAX_URL_CHARS, description="Public URL of the source video (MP4, MOV, ...)."
-    )
-    audio: str = Field(
-        max_length=MAX_URL_CHARS, description="Public URL of the new audio (MP3, WAV, ...)."
-    )
-
-
-class ImageFormState(_CommonFormState):
-    image: str = Field(
-        max_length=MAX_URL_CHARS, description="Public URL of a portrait (PNG, JPEG, WebP)."
-    )
-    audio: str = Field(max_length=MAX_URL_CHARS, description="Public URL of the audio.")
-
-
-class ImageMultiFormState(_CommonFormState):
-    image: str = Field(
-        max_length=MAX_URL_CHARS, description="Public URL of an image with two people."
-    )
-    left_audio: str = Field(max_length=MAX_URL_CHARS, description="Audio of the left person.")
-    right_audio: str = Field(max_length=MAX_URL_CHARS, description="Audio of the right person.")
-    order: Literal["left_right", "right_left", "meanwhile"] = Field(
-        "left_right", description="Who speaks when; `meanwhile` plays both audios at once."
-    )
-
-
-_WEBHOOK = Field(
-    None,
-    max_length=MAX_URL_CHARS,
-    description="https:// URL that receives the job object when the job ends.",
-)
-
-
-class LipsyncVideoRequest(_Strict):
-    webhook: str | None = _WEBHOOK
-    formState: VideoFormState
-
-
-class LipsyncImageRequest(_Strict):
-    webhook: str | None = _WEBHOOK
-    formState: ImageFormState
-
-
-class LipsyncImageMultiRequest(_Strict):
-    webhook: str | None = _WEBHOOK
-    formState: ImageMultiFormState
+if TYPE_CHECKING:
+    ModelName = str
+    StatusName = str
+else:
+    ModelName = Literal[MODEL_NAMES]
+    StatusName = Literal[tuple(STATUS_NAMES.values())]
 
 
 class JobCreated(BaseModel):
     id: str = Field(description="The job's UUID.")
-    status: Literal["processing", "completed", "failed", "canceled"]
+    status: StatusName
 
 
 class Job(BaseModel):
     id: str
-    model: Literal["lipsync-video", "lipsync-image", "lipsync-image-multi"]
-    status: Literal["processing", "completed", "failed", "canceled"]
+    model: ModelName
+    status: StatusName
     output: str | None = Field(description="When completed: a URL of the MP4; else null.")
     error: str = Field(description='"" unless failed; then a message a user can act on.')
     executionTime: int | None = Field(description="When completed: milliseconds of processing.")
@@ -131,13 +68,8 @@ class ProblemDoc(BaseModel):
     errors: list[FieldErrorDoc] | None = None
 
 
-REQUEST_MODELS: Mapping[str, type[BaseModel]] = {
-    "lipsync-video": LipsyncVideoRequest,
-    "lipsync-image": LipsyncImageRequest,
-    "lipsync-image-multi": LipsyncImageMultiRequest,
-}
-
-_EXAMPLES: Mapping[str, dict[str, Any]] = {
+# One example body per endpoint; tests/gateway/test_openapi.py validates each.
+EXAMPLES: Mapping[str, dict[str, Any]] = {
     "lipsync-video": {
         "formState": {
             "video": "https://example.com/speaker.mp4",
@@ -163,26 +95,44 @@ _EXAMPLES: Mapping[str, dict[str, Any]] = {
     },
 }
 
-_DOC_MODELS: tuple[type[BaseModel], ...] = (*REQUEST_MODELS.values(), JobCreated, Job, ProblemDoc)
+ESTIMATE_EXAMPLE: Mapping[str, Any] = {
+    "model": "lipsync-image",
+    "formState": EXAMPLES["lipsync-image"]["formState"],
+}
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+_DOC_MODELS: tuple[type[BaseModel], ...] = (
+    *(model.request for model in JOB_MODELS.values()),
+    JobCreated,
+    Job,
+    ProblemDoc,
+)
+_REF_TEMPLATE = "#/components/schemas/{model}"
 
 
-def request_body(endpoint: str) -> dict[str, Any]:
-    """`openapi_extra` declaring the JSON body of a job endpoint."""
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF_TEMPLATE.format(model=name)}
+
+
+def request_body(schema: str, example: Mapping[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` declaring a JSON body by its schema's name in the components."""
     return {
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {
-                    "schema": _ref(REQUEST_MODELS[endpoint]),
-                    "example": _EXAMPLES[endpoint],
-                }
-            },
+            "content": {"application/json": {"schema": _ref(schema), "example": example}},
         }
     }
+
+
+def job_body(endpoint: str) -> dict[str, Any]:
+    """`openapi_extra` declaring the JSON body of a job endpoint."""
+    model = JOB_MODELS[MODEL_CASES[endpoint]]
+    return request_body(model.request.__name__, EXAMPLES[endpoint])
+
+
+def estimate_body() -> dict[str, Any]:
+    """`openapi_extra` declaring the body of POST /api/v1/estimate."""
+    return request_body(ESTIMATE_SCHEMA_NAME, ESTIMATE_EXAMPLE)
 
 
 def problem_responses(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
@@ -190,7 +140,7 @@ def problem_responses(descriptions: Mapping[int, str]) -> dict[int | str, dict[s
     return {
         status: {
             "description": f"{title(status)}: {text}",
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref(ProblemDoc)}},
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref(ProblemDoc.__name__)}},
         }
         for status, text in descriptions.items()
     }
@@ -220,9 +170,12 @@ def install(app: FastAPI) -> None:
         document = generate()
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         for model in _DOC_MODELS:
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schema = model.model_json_schema(ref_template=_REF_TEMPLATE)
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema
+        estimate = ESTIMATE.json_schema(ref_template=_REF_TEMPLATE)
+        schemas.update(estimate.pop("$defs", {}))
+        schemas[ESTIMATE_SCHEMA_NAME] = estimate
         _replace_validation_errors(document)
         app.openapi_schema = document
         return document

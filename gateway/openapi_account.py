@@ -1,20 +1,26 @@
-"""OpenAPI descriptions of the account and billing endpoints' bodies and answers.
+"""The account and billing endpoints' bodies and answers, for the OpenAPI document.
 
-Like gateway.openapi, these models only document: the handlers read and check
-bodies by hand so that every error is the contract's problem+json.
+`Credentials` and `KeyCreate` also validate their bodies (presence and type,
+unknown members refused). What makes an email, a new password or a key name
+acceptable is the auth service's rule; the gateway passes its message on.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from gateway.bodies import BLANK_IS_ABSENT, Body, ResolutionName
+
+# A string that must be there; "" counts as left out.
+_Given = Annotated[str, BLANK_IS_ABSENT]
 
 
-class Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    email: str = Field(examples=["ada@example.com"])
-    password: str = Field(min_length=10, description="At least 10 characters.")
+class Credentials(Body):
+    email: _Given = Field(examples=["ada@example.com"])
+    # The length rules are the auth service's; its 422 message states them.
+    password: _Given = Field(description="At sign-up, long enough for the auth service's rule.")
 
 
 class SignupResponse(BaseModel):
@@ -26,9 +32,10 @@ class LoginResponse(BaseModel):
     expires_at: str = Field(description="RFC 3339 time after which the token stops working.")
 
 
-class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, max_length=100, description="An optional memorable name.")
+class KeyCreate(Body):
+    name: str | None = Field(
+        None, description="An optional memorable name (auth bounds its length)."
+    )
 
 
 class KeyCreated(BaseModel):
@@ -84,7 +91,7 @@ class Usage(BaseModel):
 
 
 class Rate(BaseModel):
-    resolution: Literal["480p", "720p"]
+    resolution: ResolutionName
     credits_per_second: int
 
 
@@ -100,12 +107,6 @@ class Pricing(BaseModel):
     maximum_seconds: int
     credit_packs: list[CreditPack]
     formula: str
-
-
-class EstimateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: Literal["lipsync-video", "lipsync-image", "lipsync-image-multi"]
-    formState: dict[str, Any] = Field(description="The formState of the model's endpoint.")
 
 
 class Estimate(BaseModel):

@@ -12,16 +12,15 @@ from typing import Any
 import grpc
 from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from gateway import openapi, openapi_account
 from gateway.auth import Authenticator, Principal, bearer_credential
 from gateway.clients import RPC_TIMEOUT_S, Backends, rpc_problem
+from gateway.openapi_account import Credentials, KeyCreate
 from gateway.problems import FieldError, Problem, invalid_parameters
-from gateway.validation import parse_json_object, read_body
+from gateway.validation import Model, parse_json_object, read_body, validate
 from lipsync.auth.v1 import auth_pb2
-
-MIN_PASSWORD_LENGTH = 10
-MAX_KEY_NAME_LENGTH = 100
 
 _SESSION_ERRORS = {
     401: "missing, malformed, expired or revoked session token",
@@ -31,27 +30,21 @@ _SESSION_ERRORS = {
 }
 
 
-def _fields(body: dict[str, Any], allowed: tuple[str, ...]) -> list[FieldError]:
-    return [
-        FieldError(name, f"{name} is an unknown parameter") for name in body if name not in allowed
-    ]
+def _body(model: type[Model], body: dict[str, Any]) -> Model:
+    # No URLs in these bodies, so the private-URL setting plays no part.
+    return validate(model, body, allow_private_urls=False)
 
 
-def _credentials(body: dict[str, Any], *, new_password: bool) -> tuple[str, str]:
-    """The email and password of a body, else 422 naming every bad field."""
-    errors = _fields(body, ("email", "password"))
-    email, password = body.get("email"), body.get("password")
-    if not isinstance(email, str) or not email.strip():
-        errors.append(FieldError("email", "email is required and must be a string"))
-    if not isinstance(password, str) or not password:
-        errors.append(FieldError("password", "password is required and must be a string"))
-    elif new_password and len(password) < MIN_PASSWORD_LENGTH:
-        errors.append(
-            FieldError("password", f"password must be at least {MIN_PASSWORD_LENGTH} characters")
-        )
-    if errors:
-        raise invalid_parameters(errors)
-    return str(email), str(password)
+def _auth_refusal(error: grpc.aio.AioRpcError, body: type[BaseModel]) -> Problem:
+    """422 for auth's INVALID_ARGUMENT, naming the field its message starts with.
+
+    auth writes these messages for users, each opening with the request field
+    it refuses ("password must be at least 10 characters").
+    """
+    detail = error.details() or "invalid request"
+    first = detail.split(" ", 1)[0]
+    fields = list(body.model_fields)
+    return invalid_parameters([FieldError(first if first in fields else fields[0], detail)])
 
 
 def _key_json(key: auth_pb2.ApiKey) -> dict[str, Any]:
@@ -71,12 +64,11 @@ class AccountRoutes:
         self._authenticator = authenticator
 
     async def signup(self, request: Request) -> JSONResponse:
-        email, password = _credentials(
-            parse_json_object(await read_body(request)), new_password=True
-        )
+        credentials = _body(Credentials, parse_json_object(await read_body(request)))
         try:
             response = await self._auth.Signup(
-                auth_pb2.SignupRequest(email=email, password=password), timeout=RPC_TIMEOUT_S
+                auth_pb2.SignupRequest(email=credentials.email, password=credentials.password),
+                timeout=RPC_TIMEOUT_S,
             )
         except grpc.aio.AioRpcError as error:
             code = error.code()
@@ -85,19 +77,16 @@ class AccountRoutes:
             if code == grpc.StatusCode.ALREADY_EXISTS:
                 raise Problem(409, "email_taken", "an account with this email exists") from None
             if code == grpc.StatusCode.INVALID_ARGUMENT:
-                detail = error.details() or "invalid request"
-                field = "password" if detail.startswith("password") else "email"
-                raise invalid_parameters([FieldError(field, detail)]) from None
+                raise _auth_refusal(error, Credentials) from None
             raise rpc_problem("auth", error) from None
         return JSONResponse({"account_id": response.account_id}, status_code=201)
 
     async def login(self, request: Request) -> JSONResponse:
-        email, password = _credentials(
-            parse_json_object(await read_body(request)), new_password=False
-        )
+        credentials = _body(Credentials, parse_json_object(await read_body(request)))
         try:
             response = await self._auth.Login(
-                auth_pb2.LoginRequest(email=email, password=password), timeout=RPC_TIMEOUT_S
+                auth_pb2.LoginRequest(email=credentials.email, password=credentials.password),
+                timeout=RPC_TIMEOUT_S,
             )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.UNAUTHENTICATED:
@@ -120,22 +109,16 @@ class AccountRoutes:
     async def create_key(self, request: Request, principal: Principal) -> JSONResponse:
         raw = await read_body(request)
         body = parse_json_object(raw) if raw.strip() else {}
-        errors = _fields(body, ("name",))
-        name = body.get("name")
-        if name is not None and (not isinstance(name, str) or len(name) > MAX_KEY_NAME_LENGTH):
-            errors.append(
-                FieldError(
-                    "name", f"name must be a string of at most {MAX_KEY_NAME_LENGTH} characters"
-                )
-            )
-        if errors:
-            raise invalid_parameters(errors)
-        response = await self._call(
-            self._auth.CreateApiKey(
+        name = _body(KeyCreate, body).name
+        try:
+            response = await self._auth.CreateApiKey(
                 auth_pb2.CreateApiKeyRequest(account_id=principal.account_id, name=name or ""),
                 timeout=RPC_TIMEOUT_S,
             )
-        )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise _auth_refusal(error, KeyCreate) from None
+            raise rpc_problem("auth", error) from None
         key = response.api_key
         return JSONResponse(
             {

@@ -12,22 +12,12 @@ from gateway import openapi, openapi_account
 from gateway.auth import Authenticator, Principal
 from gateway.clients import RPC_TIMEOUT_S, Backends, rpc_problem
 from gateway.problems import FieldError, invalid_parameters, service_unavailable
-from gateway.routes_jobs import RESOLUTIONS
-from gateway.validation import (
-    REQUIRED_MEDIA,
-    parse_json_object,
-    read_body,
-    validate_job_request,
-)
+from gateway.validation import parse_json_object, read_body, validate_estimate
 from lipsync.billing.v1 import billing_pb2
 from lipsync.inference.v1 import inference_pb2
 
 # Probing downloads the media; a long audio on a slow host takes a while.
 PROBE_TIMEOUT_S = 120.0
-FORMULA = (
-    "credits = min(maximum_seconds, max(minimum_seconds, ceil(duration_seconds)))"
-    " * credits_per_second"
-)
 _AUTH_ERRORS = {
     401: "missing, malformed, unknown or revoked credential",
     429: "rate limit exceeded; Retry-After says when to come back",
@@ -111,29 +101,20 @@ class BillingRoutes:
                     }
                     for pack in prices.credit_packs
                 ],
-                "formula": FORMULA,
+                "formula": prices.formula,
             },
             headers={"Cache-Control": "public, max-age=60"},
         )
 
     async def estimate(self, request: Request) -> JSONResponse:
         body = parse_json_object(await read_body(request))
-        model = body.get("model")
-        if not isinstance(model, str) or model not in REQUIRED_MEDIA:
-            raise invalid_parameters(
-                [FieldError("model", f"model must be one of {', '.join(REQUIRED_MEDIA)}")]
-            )
-        rest = {name: value for name, value in body.items() if name != "model"}
-        if "webhook" in rest:
-            raise invalid_parameters([FieldError("webhook", "webhook is an unknown parameter")])
-        job = validate_job_request(model, rest, None, allow_private_urls=self._allow_private_urls)
+        spec = validate_estimate(body, allow_private_urls=self._allow_private_urls)
         inference = self._backends.inference
         if inference is None:
             raise service_unavailable("inference")
         try:
             probed = await inference.ProbeDurations(
-                inference_pb2.ProbeDurationsRequest(model=job.model, form_state=job.form_state),
-                timeout=PROBE_TIMEOUT_S,
+                inference_pb2.ProbeDurationsRequest(spec=spec), timeout=PROBE_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
@@ -141,12 +122,7 @@ class BillingRoutes:
                     [FieldError("formState", error.details() or "the media could not be read")]
                 ) from None
             raise rpc_problem("inference", error) from None
-        usage = billing_pb2.Usage(
-            model=job.model,
-            resolution=RESOLUTIONS[job.form_state.resolution],
-            order=job.form_state.order,
-            duration_seconds=probed.duration_seconds,
-        )
+        usage = billing_pb2.Usage(spec=spec, duration_seconds=probed.duration_seconds)
         try:
             quote = await self._backends.billing.Quote(
                 billing_pb2.QuoteRequest(usage=usage), timeout=RPC_TIMEOUT_S
@@ -215,7 +191,7 @@ def router(backends: Backends, authenticator: Authenticator, allow_private_urls:
                 422: "a parameter is invalid, or the media cannot be downloaded or decoded",
             }
         ),
-        openapi_extra=docs.body(docs.EstimateRequest),
+        openapi_extra=openapi.estimate_body(),
         dependencies=secured,
     )
     async def estimate(request: Request, principal: Principal = api_key) -> JSONResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import grpc
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from gateway import openapi
 from gateway.auth import Authenticator, Principal
+from gateway.bodies import JOB_MODELS, JobModel
 from gateway.clients import RPC_TIMEOUT_S, Backends, rpc_problem
 from gateway.problems import FieldError, Problem, invalid_parameters
 from gateway.validation import (
@@ -19,14 +19,9 @@ from gateway.validation import (
     read_body,
     validate_job_request,
 )
-from lipsync.billing.v1 import billing_pb2
 from lipsync.jobs.v1 import jobs_pb2
-from lipsync_common.jobjson import STATUS_NAMES, job_to_json
-
-RESOLUTIONS = {
-    "480p": billing_pb2.RESOLUTION_480P,
-    "720p": billing_pb2.RESOLUTION_720P,
-}
+from lipsync_common.job_spec import STATUS_NAMES
+from lipsync_common.jobjson import job_to_json
 
 _CREATE_ERRORS = openapi.problem_responses(
     {
@@ -50,11 +45,6 @@ _GET_ERRORS = openapi.problem_responses(
         503: "a backend service is unavailable; retry shortly",
     }
 )
-_DESCRIPTIONS = {
-    "lipsync-video": "Replace the audio of a video, re-animating the lips to the new audio.",
-    "lipsync-image": "Make a talking video of one speaker from a portrait and an audio.",
-    "lipsync-image-multi": "Make a conversation from an image of two people and two audios.",
-}
 # Declared for the docs; gateway.validation checks it with the body.
 _IDEMPOTENCY_KEY = Header(
     None,
@@ -72,11 +62,12 @@ def not_found() -> Problem:
     return Problem(404, "not_found", "job not found")
 
 
-def too_many_processing(cap: int) -> Problem:
+def too_many_processing(reason: str) -> Problem:
+    """429 for job_service's cap on jobs in processing; `reason` is its message."""
     return Problem(
         429,
         "too_many_processing_jobs",
-        f"this account already has {cap} jobs in processing; wait for one to finish",
+        f"{reason or 'the account has too many jobs in processing'}; wait for one to finish",
         headers={"Retry-After": str(PROCESSING_CAP_RETRY_AFTER_S)},
     )
 
@@ -84,12 +75,9 @@ def too_many_processing(cap: int) -> Problem:
 class JobRoutes:
     """The handlers, bound to the backends they call."""
 
-    def __init__(
-        self, backends: Backends, allow_private_urls: bool, max_processing_jobs: int = 0
-    ) -> None:
+    def __init__(self, backends: Backends, allow_private_urls: bool) -> None:
         self._backends = backends
         self._allow_private_urls = allow_private_urls
-        self._max_processing_jobs = max_processing_jobs
 
     async def create(
         self,
@@ -103,7 +91,6 @@ class JobRoutes:
         job_request = validate_job_request(
             endpoint, body, idempotency_key, allow_private_urls=self._allow_private_urls
         )
-        await self._check_minimum_charge(principal, job_request)
         job = await self._create_job(principal, job_request)
         return JSONResponse(
             {"id": job.id, "status": STATUS_NAMES.get(job.status, "processing")},
@@ -111,57 +98,32 @@ class JobRoutes:
             headers={"Location": f"/api/v1/jobs/{job.id}"},
         )
 
-    async def _check_minimum_charge(self, principal: Principal, job: JobRequest) -> None:
-        """402 when the balance cannot cover even the shortest possible output.
-
-        The exact price depends on media durations only the worker learns, so
-        it is reserved there; this check turns away requests that cannot succeed.
-        """
-        usage = billing_pb2.Usage(
-            model=job.model,
-            resolution=RESOLUTIONS[job.form_state.resolution],
-            order=job.form_state.order,
-        )
-        billing = self._backends.billing
-        try:
-            quote, balance = await asyncio.gather(
-                billing.Quote(billing_pb2.QuoteRequest(usage=usage), timeout=RPC_TIMEOUT_S),
-                billing.GetBalance(
-                    billing_pb2.GetBalanceRequest(account_id=principal.account_id),
-                    timeout=RPC_TIMEOUT_S,
-                ),
-            )
-        except grpc.aio.AioRpcError as error:
-            raise rpc_problem("billing", error) from None
-        if balance.api_credits < quote.credits:
-            raise Problem(
-                402,
-                "insufficient_credits",
-                f"insufficient credits: need {quote.credits}, have {balance.api_credits}",
-            )
-
     async def _create_job(self, principal: Principal, job: JobRequest) -> jobs_pb2.Job:
         request = jobs_pb2.CreateJobRequest(
             account_id=principal.account_id,
-            model=job.model,
-            form_state=job.form_state,
+            spec=job.spec,
             webhook=job.webhook,
             idempotency_key=job.idempotency_key,
             request_fingerprint=job.fingerprint,
-            max_processing_jobs=self._max_processing_jobs,
         )
         try:
             response = await self._backends.jobs.CreateJob(request, timeout=RPC_TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.ALREADY_EXISTS:
+            code = error.code()
+            if code == grpc.StatusCode.ALREADY_EXISTS:
                 raise Problem(
                     409,
                     "idempotency_key_reused",
                     "this Idempotency-Key was already used with a different request",
                 ) from None
-            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise too_many_processing(self._max_processing_jobs) from None
-            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            if code == grpc.StatusCode.FAILED_PRECONDITION:
+                # job_service asked billing; its message says what is needed and what is there.
+                raise Problem(
+                    402, "insufficient_credits", error.details() or "insufficient credits"
+                ) from None
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise too_many_processing(error.details() or "") from None
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
                 # The job service's own checks; its message is written for users.
                 raise invalid_parameters(
                     [FieldError("formState", error.details() or "invalid request")]
@@ -185,41 +147,36 @@ class JobRoutes:
         return JSONResponse(job_to_json(response.job), headers={"Cache-Control": "no-store"})
 
 
-def router(
-    backends: Backends,
-    authenticator: Authenticator,
-    allow_private_urls: bool,
-    max_processing_jobs: int = 0,
-) -> APIRouter:
-    handlers = JobRoutes(backends, allow_private_urls, max_processing_jobs)
+def router(backends: Backends, authenticator: Authenticator, allow_private_urls: bool) -> APIRouter:
+    handlers = JobRoutes(backends, allow_private_urls)
     api = APIRouter(prefix="/api/v1", tags=["jobs"], dependencies=[Security(openapi.BEARER)])
     authenticated = Depends(authenticator.api_key)
 
-    def add_create_route(endpoint: str) -> None:
+    def add_create_route(model: JobModel) -> None:
         async def create_job(
             request: Request,
             principal: Principal = authenticated,
             idempotency_key: str | None = _IDEMPOTENCY_KEY,
         ) -> JSONResponse:
-            return await handlers.create(endpoint, request, principal, idempotency_key)
+            return await handlers.create(model.name, request, principal, idempotency_key)
 
         api.add_api_route(
-            f"/{endpoint}",
+            f"/{model.name}",
             create_job,
             methods=["POST"],
-            name=endpoint,
-            summary=_DESCRIPTIONS[endpoint],
+            name=model.name,
+            summary=model.summary,
             status_code=202,
             response_model=openapi.JobCreated,
             responses={
                 202: {"description": "Accepted: the job was created and is processing."},
                 **_CREATE_ERRORS,
             },
-            openapi_extra=openapi.request_body(endpoint),
+            openapi_extra=openapi.job_body(model.name),
         )
 
-    for endpoint in ("lipsync-video", "lipsync-image", "lipsync-image-multi"):
-        add_create_route(endpoint)
+    for model in JOB_MODELS.values():
+        add_create_route(model)
 
     @api.get(
         "/jobs/{id}",

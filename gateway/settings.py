@@ -40,8 +40,6 @@ class GatewaySettings:
     # Requests per minute per API key (or session) on this replica; 0 is no
     # limit. See gateway.ratelimit for why it is per replica.
     rate_limit_per_min: int = 120
-    # Jobs an account may have in processing at once; 0 is no cap.
-    max_processing_jobs: int = 10
     # Where POST /api/v1/estimate has the media probed; empty disables it.
     inference_addr: str = ""
 
@@ -60,6 +58,5 @@ class GatewaySettings:
             shutdown_grace_s=env_float("LIPSYNC_SHUTDOWN_GRACE_S", 10.0),
             signing_key=load_signing_key(),
             rate_limit_per_min=env_int("LIPSYNC_RATE_LIMIT_PER_MIN", 120),
-            max_processing_jobs=env_int("LIPSYNC_MAX_PROCESSING_JOBS", 10),
             inference_addr=service_addr("inference"),
         )

@@ -1,60 +1,57 @@
-"""Validation of job request bodies and headers, with the contract's field names.
+"""Reading and validating request bodies and headers, with the contract's errors.
 
-The body is checked here by hand rather than by pydantic so that every error
-names the field as clients wrote it (`formState.audio`) and all of them are
-reported at once. A valid body becomes a `JobRequest` carrying the proto the
-job service takes.
+Bodies are checked by the pydantic models of gateway.bodies, the same ones
+that write the OpenAPI document; this module turns pydantic's errors into the
+contract's: one 422 listing every error at once, each naming the field as the
+client wrote it (`formState.audio`) in a sentence that starts with that name.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
+from gateway.bodies import ALLOW_PRIVATE_URLS, ESTIMATE, INVALID, JOB_MODELS, EstimateBody
 from gateway.problems import FieldError, Problem, invalid_parameters
 from lipsync.jobs.v1 import jobs_pb2
-from lipsync_common.jobjson import MODELS_BY_NAME, ORDERS_BY_NAME
+from lipsync_common.job_spec import MODEL_CASES, MODEL_NAMES
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_URL_CHARS = 2048
-MAX_PROMPT_CHARS = 2000
-MAX_SEED = 2**63 - 1
 MAX_IDEMPOTENCY_KEY_CHARS = 255
-RESOLUTIONS = ("480p", "720p")
-DEFAULT_RESOLUTION = "480p"
-DEFAULT_ORDER = "left_right"
+IDEMPOTENCY_KEY = "Idempotency-Key"
 
-# The media each endpoint requires, in the order errors are reported.
-REQUIRED_MEDIA: Mapping[str, tuple[str, ...]] = {
-    "lipsync-video": ("video", "audio"),
-    "lipsync-image": ("image", "audio"),
-    "lipsync-image-multi": ("image", "left_audio", "right_audio"),
+# The end of the sentence for each pydantic error type the bodies can produce.
+_MESSAGES: Mapping[str, str] = {
+    "missing": "is required",
+    "extra_forbidden": "is an unknown parameter",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "string_too_long": "must be at most {max_length} characters",
+    "literal_error": "must be {expected}",
 }
-COMMON_KEYS = ("resolution", "mask_image", "prompt", "seed")
-TOP_LEVEL_KEYS = ("webhook", "formState")
+_MODEL_FIELD = "model"
+_UNKNOWN_MODEL = f"{_MODEL_FIELD} must be one of {', '.join(MODEL_NAMES)}"
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class JobRequest:
     """A validated job request, ready for `JobService.CreateJob`."""
 
-    model: jobs_pb2.Model.ValueType
-    form_state: jobs_pb2.FormState
+    spec: jobs_pb2.JobSpec
     webhook: str
     idempotency_key: str
     fingerprint: str
-
-
-def allowed_keys(endpoint: str) -> tuple[str, ...]:
-    extra = ("order",) if endpoint == "lipsync-image-multi" else ()
-    return (*REQUIRED_MEDIA[endpoint], *extra, *COMMON_KEYS)
 
 
 async def read_body(request: Request) -> bytes:
@@ -104,6 +101,63 @@ def fingerprint(endpoint: str, body: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()
 
 
+def field_error(error: ErrorDetails) -> FieldError:
+    """A pydantic error as the contract writes it: `<field> <what is wrong>`."""
+    # A tagged union (the estimate body) puts the model's name first in the location.
+    loc = [str(part) for part in error["loc"]]
+    if loc and loc[0] in MODEL_CASES:
+        loc = loc[1:]
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return FieldError(_MODEL_FIELD, _UNKNOWN_MODEL)
+    field = ".".join(loc) or "body"
+    kind = error["type"]
+    if kind == INVALID:
+        end = error["msg"]
+    elif kind in _MESSAGES:
+        # pydantic quotes choices with ' ; the contract's messages use JSON's ".
+        context = {k: str(v).replace("'", '"') for k, v in error.get("ctx", {}).items()}
+        end = _MESSAGES[kind].format(**context)
+    else:
+        end = f"is invalid ({error['msg']})"
+    return FieldError(field, f"{field} {end}")
+
+
+def _errors(exc: ValidationError) -> list[FieldError]:
+    return [field_error(error) for error in exc.errors(include_url=False, include_input=False)]
+
+
+def idempotency_key_errors(value: str | None) -> list[FieldError]:
+    """The Idempotency-Key header's error, if any; None means no key."""
+    if value is None:
+        return []
+    printable = all(0x20 <= ord(ch) <= 0x7E for ch in value)
+    if printable and 1 <= len(value) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        return []
+    rule = f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
+    return [FieldError(IDEMPOTENCY_KEY, f"{IDEMPOTENCY_KEY} {rule}")]
+
+
+def validate(
+    schema: type[Model] | TypeAdapter[Model],
+    body: Mapping[str, Any],
+    *,
+    allow_private_urls: bool,
+    errors: Sequence[FieldError] = (),
+) -> Model:
+    """The body as `schema`, else 422 listing `errors` and every field error."""
+    context = {ALLOW_PRIVATE_URLS: allow_private_urls}
+    try:
+        if isinstance(schema, TypeAdapter):
+            value = schema.validate_python(body, context=context)
+        else:
+            value = schema.model_validate(body, context=context)
+    except ValidationError as exc:
+        raise invalid_parameters([*errors, *_errors(exc)]) from None
+    if errors:
+        raise invalid_parameters(errors)
+    return value
+
+
 def validate_job_request(
     endpoint: str,
     body: Mapping[str, Any],
@@ -111,184 +165,23 @@ def validate_job_request(
     *,
     allow_private_urls: bool,
 ) -> JobRequest:
-    """Check everything at once; raise 422 listing every field error."""
-    check = _Checker()
-    key = check.idempotency_key(idempotency_key)
-    for name in body:
-        if name not in TOP_LEVEL_KEYS:
-            check.fail(name, f"{name} is an unknown parameter")
-    webhook = check.webhook(body.get("webhook"), allow_private_urls)
-    form_state = check.form_state(endpoint, body)
-    if check.errors:
-        raise invalid_parameters(check.errors)
+    """Check the body of `POST /api/v1/<endpoint>` and its key at once; 422 lists every error."""
+    model = JOB_MODELS[MODEL_CASES[endpoint]]
+    job = validate(
+        model.request,
+        body,
+        allow_private_urls=allow_private_urls,
+        errors=idempotency_key_errors(idempotency_key),
+    )
     return JobRequest(
-        model=MODELS_BY_NAME[endpoint],
-        form_state=form_state,
-        webhook=webhook,
-        idempotency_key=key,
+        spec=job.formState.to_spec(),
+        webhook=job.webhook or "",
+        idempotency_key=idempotency_key or "",
         fingerprint=fingerprint(endpoint, body),
     )
 
 
-def _is_absent(value: Any) -> bool:
-    # JSON clients often send null (and web forms "") for a field left empty.
-    return value is None or value == ""
-
-
-def _has_control_chars(text: str) -> bool:
-    return any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
-
-
-def _http_url_host(value: str) -> str | None:
-    """The host of an http(s) URL, or None when `value` is not one."""
-    if _has_control_chars(value):
-        return None
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return parts.hostname
-
-
-def _is_private_host(host: str) -> bool:
-    # Only literal addresses and localhost can be judged here; the webhook
-    # sender must still check the resolved address at delivery time.
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return not ipaddress.ip_address(host).is_global
-    except ValueError:
-        return False
-
-
-class _Checker:
-    """Collects field errors so that all of them are reported together."""
-
-    def __init__(self) -> None:
-        self.errors: list[FieldError] = []
-
-    def fail(self, field: str, message: str) -> None:
-        self.errors.append(FieldError(field, message))
-
-    def idempotency_key(self, value: str | None) -> str:
-        if value is None:
-            return ""
-        printable = all(0x20 <= ord(ch) <= 0x7E for ch in value)
-        if not printable or not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY_CHARS:
-            self.fail(
-                "Idempotency-Key",
-                "Idempotency-Key must be 1 to 255 printable ASCII characters",
-            )
-            return ""
-        return value
-
-    def webhook(self, value: Any, allow_private: bool) -> str:
-        if _is_absent(value):
-            return ""
-        schemes = "an http(s)" if allow_private else "an https://"
-        host = _http_url_host(value) if isinstance(value, str) else None
-        if host is None or not (allow_private or value.lower().startswith("https://")):
-            self.fail("webhook", f"webhook must be {schemes} URL")
-            return ""
-        if len(value) > MAX_URL_CHARS:
-            self.fail("webhook", f"webhook must be at most {MAX_URL_CHARS} characters")
-            return ""
-        if not allow_private and _is_private_host(host):
-            self.fail("webhook", "webhook must not point to a private or local address")
-            return ""
-        return str(value)
-
-    def form_state(self, endpoint: str, body: Mapping[str, Any]) -> jobs_pb2.FormState:
-        form_state = jobs_pb2.FormState()
-        raw = body.get("formState")
-        if raw is None:
-            self.fail("formState", "formState is required")
-            return form_state
-        if not isinstance(raw, dict):
-            self.fail("formState", "formState must be an object")
-            return form_state
-
-        for name in REQUIRED_MEDIA[endpoint]:
-            if _is_absent(raw.get(name)):
-                self.fail(f"formState.{name}", f"formState.{name} is required")
-            else:
-                setattr(form_state, name, self.media_url(name, raw[name]))
-        if endpoint == "lipsync-image-multi":
-            form_state.order = ORDERS_BY_NAME[self.order(raw.get("order"))]
-        form_state.resolution = self.resolution(raw.get("resolution"))
-        if not _is_absent(raw.get("mask_image")):
-            form_state.mask_image = self.media_url("mask_image", raw["mask_image"])
-        form_state.prompt = self.prompt(raw.get("prompt"))
-        seed = self.seed(raw.get("seed"))
-        if seed is not None:
-            form_state.seed = seed
-
-        allowed = allowed_keys(endpoint)
-        for name in raw:
-            if name not in allowed:
-                self.fail(f"formState.{name}", f"formState.{name} is an unknown parameter")
-        return form_state
-
-    def media_url(self, name: str, value: Any) -> str:
-        field = f"formState.{name}"
-        if not isinstance(value, str) or _http_url_host(value) is None:
-            self.fail(field, f"{field} must be an http(s) URL")
-            return ""
-        if len(value) > MAX_URL_CHARS:
-            self.fail(field, f"{field} must be at most {MAX_URL_CHARS} characters")
-            return ""
-        return value
-
-    def resolution(self, value: Any) -> str:
-        if value is None:
-            return DEFAULT_RESOLUTION
-        if value not in RESOLUTIONS:
-            self.fail("formState.resolution", 'formState.resolution must be "480p" or "720p"')
-            return DEFAULT_RESOLUTION
-        return str(value)
-
-    def order(self, value: Any) -> str:
-        if value is None:
-            return DEFAULT_ORDER
-        if not isinstance(value, str) or value not in ORDERS_BY_NAME:
-            self.fail(
-                "formState.order",
-                'formState.order must be "left_right", "right_left" or "meanwhile"',
-            )
-            return DEFAULT_ORDER
-        return value
-
-    def prompt(self, value: Any) -> str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            self.fail("formState.prompt", "formState.prompt must be a string")
-            return ""
-        if len(value) > MAX_PROMPT_CHARS:
-            self.fail(
-                "formState.prompt",
-                f"formState.prompt must be at most {MAX_PROMPT_CHARS} characters",
-            )
-            return ""
-        return value
-
-    def seed(self, value: Any) -> int | None:
-        """The seed, or None for random (absent or -1)."""
-        if value is None:
-            return None
-        # bool is a subclass of int in Python, but true is not a JSON integer.
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail("formState.seed", "formState.seed must be an integer")
-            return None
-        if value == -1:
-            return None
-        if not 0 <= value <= MAX_SEED:
-            self.fail(
-                "formState.seed",
-                f"formState.seed must be -1 or between 0 and {MAX_SEED}",
-            )
-            return None
-        return value
+def validate_estimate(body: Mapping[str, Any], *, allow_private_urls: bool) -> jobs_pb2.JobSpec:
+    """The JobSpec an estimate body describes, else 422."""
+    estimate: EstimateBody = validate(ESTIMATE, body, allow_private_urls=allow_private_urls)
+    return estimate.formState.to_spec()

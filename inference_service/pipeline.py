@@ -21,6 +21,7 @@ import httpx
 from inference_service.engine import LipsyncEngine, RenderResult
 from inference_service.failures import JobFailure
 from inference_service.fetch import download
+from inference_service.job_inputs import JobInputs, MediaInput, job_inputs, render_options
 from inference_service.media.errors import MediaError
 from inference_service.media.probe import probe_audio, probe_image, probe_video
 from inference_service.settings import WorkerSettings
@@ -29,20 +30,6 @@ from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync.jobs.v1 import events_pb2, jobs_pb2
 
 log = logging.getLogger(__name__)
-
-RESOLUTIONS = {"480p": billing_pb2.RESOLUTION_480P, "720p": billing_pb2.RESOLUTION_720P}
-HEIGHTS = {"480p": 480, "720p": 720}
-ORDERS = {
-    jobs_pb2.ORDER_UNSPECIFIED: "left_right",
-    jobs_pb2.ORDER_LEFT_RIGHT: "left_right",
-    jobs_pb2.ORDER_RIGHT_LEFT: "right_left",
-    jobs_pb2.ORDER_MEANWHILE: "meanwhile",
-}
-MODELS = (
-    jobs_pb2.MODEL_LIPSYNC_VIDEO,
-    jobs_pb2.MODEL_LIPSYNC_IMAGE,
-    jobs_pb2.MODEL_LIPSYNC_IMAGE_MULTI,
-)
 
 
 @dataclass(frozen=True)
@@ -93,114 +80,89 @@ class Pipeline:
 
     async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
         """Render a job; raises JobFailure/MediaError for the user, others for retry."""
-        if request.model not in MODELS:
-            raise JobFailure("unknown model; nothing was charged")
+        plan = job_inputs(request.spec)
         work = self.settings.work_dir / request.job_id
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            return await self._render(request, work)
+            return await self._render(request, plan, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    async def probe_durations(
-        self, model: jobs_pb2.Model.ValueType, form: jobs_pb2.FormState
-    ) -> list[float]:
-        """Download only a request's audio inputs and return their durations (for estimates).
+    async def probe_durations(self, spec: jobs_pb2.JobSpec) -> list[float]:
+        """Download only a request's priced audio inputs and return their durations.
 
-        Raises JobFailure with a user-facing message when one cannot be fetched or decoded.
+        For estimates. Raises JobFailure with a user-facing message when one
+        cannot be fetched or decoded.
         """
-        if model not in MODELS:
-            raise JobFailure("unknown model")
+        plan = job_inputs(spec)
         work = self.settings.work_dir / f"probe-{uuid.uuid4().hex}"
         work.mkdir(parents=True)
         try:
-            inputs = {
-                name: item
-                for name, item in self._inputs(model, form, work).items()
-                if name.endswith("audio")
-            }
-            await asyncio.gather(
-                *(self._fetch(i.field, i.url, i.path, i.max_bytes) for i in inputs.values())
-            )
-            names = ("left_audio", "right_audio") if "left_audio" in inputs else ("audio",)
-            limit = self.settings.limits.max_duration_s
+            audio = [item for item in plan.media if item.name in plan.priced_audio]
+            inputs = await self._fetch_all(audio, work)
             try:
-                return [
-                    probe_audio(inputs[name].path, max_duration_s=limit).duration_s
-                    for name in names
-                ]
+                return self._durations(plan, inputs)
             except MediaError as exc:
                 raise JobFailure(exc.user_message) from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _inputs(
-        self, model: jobs_pb2.Model.ValueType, form: jobs_pb2.FormState, work: Path
-    ) -> dict[str, Input]:
+    def _max_bytes(self, item: MediaInput) -> int:
         limits = self.settings.limits
-        wanted = {
-            jobs_pb2.MODEL_LIPSYNC_VIDEO: [
-                ("video", form.video, limits.max_video_bytes),
-                ("audio", form.audio, limits.max_audio_bytes),
-            ],
-            jobs_pb2.MODEL_LIPSYNC_IMAGE: [
-                ("image", form.image, limits.max_image_bytes),
-                ("audio", form.audio, limits.max_audio_bytes),
-            ],
-            jobs_pb2.MODEL_LIPSYNC_IMAGE_MULTI: [
-                ("image", form.image, limits.max_image_bytes),
-                ("left_audio", form.left_audio, limits.max_audio_bytes),
-                ("right_audio", form.right_audio, limits.max_audio_bytes),
-            ],
-        }[model]
-        if form.mask_image:
-            wanted.append(("mask_image", form.mask_image, limits.max_image_bytes))
         return {
-            name: Input(f"formState.{name}", url, work / name, max_bytes)
-            for name, url, max_bytes in wanted
-        }
+            "image": limits.max_image_bytes,
+            "audio": limits.max_audio_bytes,
+            "video": limits.max_video_bytes,
+        }[item.kind]
 
-    def _probe(self, model: jobs_pb2.Model.ValueType, inputs: dict[str, Input]) -> list[float]:
-        """Check every input cheaply and return the durations billing prices."""
-        limits = self.settings.limits
-        for name in ("image", "mask_image"):
-            if name in inputs:
-                probe_image(inputs[name].path, max_pixels_side=limits.max_image_side)
-        if model == jobs_pb2.MODEL_LIPSYNC_VIDEO:
-            probe_video(inputs["video"].path, max_duration_s=limits.max_duration_s)
-        names = ("left_audio", "right_audio") if "left_audio" in inputs else ("audio",)
+    async def _fetch_all(self, media: list[MediaInput], work: Path) -> dict[str, Input]:
+        inputs = {
+            item.name: Input(
+                f"formState.{item.name}", item.url, work / item.name, self._max_bytes(item)
+            )
+            for item in media
+        }
+        await asyncio.gather(
+            *(self._fetch(i.field, i.url, i.path, i.max_bytes) for i in inputs.values())
+        )
+        return inputs
+
+    def _durations(self, plan: JobInputs, inputs: dict[str, Input]) -> list[float]:
+        limit = self.settings.limits.max_duration_s
         return [
-            probe_audio(inputs[name].path, max_duration_s=limits.max_duration_s).duration_s
-            for name in names
+            probe_audio(inputs[name].path, max_duration_s=limit).duration_s
+            for name in plan.priced_audio
         ]
 
+    def _probe(self, plan: JobInputs, inputs: dict[str, Input]) -> list[float]:
+        """Check every input cheaply and return the durations billing prices."""
+        limits = self.settings.limits
+        for item in plan.media:
+            if item.kind == "image":
+                probe_image(inputs[item.name].path, max_pixels_side=limits.max_image_side)
+            elif item.kind == "video":
+                probe_video(inputs[item.name].path, max_duration_s=limits.max_duration_s)
+        return self._durations(plan, inputs)
+
     async def _render(
-        self, request: events_pb2.JobRequested, work: Path
+        self, request: events_pb2.JobRequested, plan: JobInputs, work: Path
     ) -> events_pb2.JobCompleted:
-        form = request.form_state
         clock = Stopwatch()
-        inputs = self._inputs(request.model, form, work)
-        await asyncio.gather(
-            *(
-                self._fetch(item.field, item.url, item.path, item.max_bytes)
-                for item in inputs.values()
-            )
-        )
+        inputs = await self._fetch_all(list(plan.media), work)
         clock.lap("download")
         try:
-            durations = self._probe(request.model, inputs)
+            durations = self._probe(plan, inputs)
         except MediaError as exc:
             raise JobFailure(exc.user_message) from None
         clock.lap("probe")
 
-        resolution = form.resolution or "480p"
-        reserve = await self._reserve(request, resolution, durations)
+        reserve = await self._reserve(request, durations)
         clock.lap("reserve")
 
         out_path = work / "out.mp4"
         try:
-            result = await asyncio.to_thread(self._call_engine, request, inputs, out_path)
+            result = await asyncio.to_thread(self._call_engine, request, plan, inputs, out_path)
         except MediaError as exc:
             raise JobFailure(exc.user_message) from None
         clock.lap("inference")
@@ -220,42 +182,15 @@ class Pipeline:
         )
 
     def _call_engine(
-        self, request: events_pb2.JobRequested, inputs: dict[str, Input], out_path: Path
+        self,
+        request: events_pb2.JobRequested,
+        plan: JobInputs,
+        inputs: dict[str, Input],
+        out_path: Path,
     ) -> RenderResult:
         """The engine call for the job's model (runs in a worker thread)."""
-        form = request.form_state
-        height = HEIGHTS[form.resolution or "480p"]
-        seed = form.seed if form.HasField("seed") and form.seed >= 0 else None
-        mask = str(inputs["mask_image"].path) if "mask_image" in inputs else None
-        # formState.prompt is accepted and ignored by the built-in engine (CAPABILITIES.md).
-        if request.model == jobs_pb2.MODEL_LIPSYNC_VIDEO:
-            return self.engine.render_video(
-                str(inputs["video"].path),
-                str(inputs["audio"].path),
-                str(out_path),
-                height=height,
-                seed=seed,
-                mask_path=mask,
-            )
-        if request.model == jobs_pb2.MODEL_LIPSYNC_IMAGE_MULTI:
-            return self.engine.render_multi(
-                str(inputs["image"].path),
-                str(inputs["left_audio"].path),
-                str(inputs["right_audio"].path),
-                str(out_path),
-                order=ORDERS[form.order],
-                height=height,
-                seed=seed,
-                mask_path=mask,
-            )
-        return self.engine.render_image(
-            str(inputs["image"].path),
-            str(inputs["audio"].path),
-            str(out_path),
-            height=height,
-            seed=seed,
-            mask_path=mask,
-        )
+        paths = {name: item.path for name, item in inputs.items()}
+        return plan.render(self.engine, paths, out_path, render_options(request.spec, paths))
 
     async def _fetch(self, field_name: str, url: str, dest: Path, max_bytes: int) -> None:
         await download(
@@ -263,14 +198,9 @@ class Pipeline:
         )
 
     async def _reserve(
-        self, request: events_pb2.JobRequested, resolution: str, durations: list[float]
+        self, request: events_pb2.JobRequested, durations: list[float]
     ) -> billing_pb2.ReserveResponse:
-        usage = billing_pb2.Usage(
-            model=request.model,
-            resolution=RESOLUTIONS[resolution],
-            order=request.form_state.order,
-            duration_seconds=durations,
-        )
+        usage = billing_pb2.Usage(spec=request.spec, duration_seconds=durations)
         try:
             response: billing_pb2.ReserveResponse = await self.billing.Reserve(
                 billing_pb2.ReserveRequest(

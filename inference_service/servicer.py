@@ -9,8 +9,7 @@ from inference_service.failures import JobFailure
 from inference_service.pipeline import Pipeline
 from inference_service.worker import Worker
 from lipsync.inference.v1 import inference_pb2, inference_pb2_grpc
-
-MODELS = ["lipsync-video", "lipsync-image", "lipsync-image-multi"]
+from lipsync_common.job_spec import MODEL_NAMES
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -30,7 +29,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         return inference_pb2.GetEngineInfoResponse(
             engine=self.engine_name,
             device=self.engine.device,
-            models=MODELS,
+            models=MODEL_NAMES,
             jobs_in_flight=self.worker.in_flight,
             jobs_finished=self.worker.finished,
         )
@@ -39,7 +38,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request: inference_pb2.ProbeDurationsRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.ProbeDurationsResponse:
         try:
-            durations = await self.pipeline.probe_durations(request.model, request.form_state)
+            durations = await self.pipeline.probe_durations(request.spec)
         except JobFailure as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return inference_pb2.ProbeDurationsResponse(duration_seconds=durations)

@@ -10,6 +10,7 @@ import logging
 import grpc
 
 from job_service.events import EventConsumer
+from job_service.funds import FundsCheck
 from job_service.reaper import Reaper
 from job_service.representation import job_proto
 from job_service.servicer import JobServicer
@@ -17,6 +18,7 @@ from job_service.settings import JobSettings
 from job_service.signing import SecretSource
 from job_service.store import JobStore
 from job_service.webhooks import RetrySchedule, WebhookSender
+from lipsync.billing.v1 import billing_pb2_grpc
 from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from lipsync_common.config import ServerSettings, service_addr
 from lipsync_common.grpc_server import run_grpc_service
@@ -39,9 +41,17 @@ async def main() -> None:
         signing_key=load_signing_key(),
         ttl_s=settings.result_ttl_s,
     )
-    servicer = JobServicer(store, js, render)
-    # Webhooks are signed with each account's secret, which auth_service owns.
+    # Webhooks are signed with each account's secret, which auth_service owns;
+    # billing says whether an account can pay for a new job.
     auth_channel = grpc.aio.insecure_channel(service_addr("auth"))
+    billing_channel = grpc.aio.insecure_channel(service_addr("billing"))
+    servicer = JobServicer(
+        store,
+        js,
+        render,
+        funds=FundsCheck(billing_pb2_grpc.BillingServiceStub(billing_channel)),
+        max_processing=settings.max_processing_jobs,
+    )
     webhooks = WebhookSender(
         store,
         render,
@@ -51,7 +61,7 @@ async def main() -> None:
         schedule=RetrySchedule(window_s=settings.webhook_retry_window_s),
     )
     consumer = EventConsumer(js, store, on_finished=webhooks.notify)
-    reaper = Reaper(nc, js)
+    reaper = Reaper(js)
     tasks: list[asyncio.Task[None]] = []
 
     async def outbox() -> None:
@@ -76,6 +86,7 @@ async def main() -> None:
         await reaper.stop()
         await webhooks.stop()
         await auth_channel.close()
+        await billing_channel.close()
         with contextlib.suppress(Exception):
             await nc.drain()
         await store.close()

@@ -7,7 +7,7 @@ from nats.js import JetStreamContext
 
 from job_service.store import JobRow
 from lipsync.jobs.v1 import events_pb2
-from lipsync_common.jetstream import JOBS_SUBJECT
+from lipsync_common.jetstream import JOBS_SUBJECT, message_id
 
 
 async def publish_job(js: JetStreamContext, row: JobRow) -> None:
@@ -17,13 +17,12 @@ async def publish_job(js: JetStreamContext, row: JobRow) -> None:
     request = events_pb2.JobRequested(
         job_id=row.id,
         account_id=row.account_id,
-        model=row.model,
         created_at=created,
     )
-    request.form_state.ParseFromString(row.form_state)
+    request.spec.ParseFromString(row.spec)
     await js.publish(
         JOBS_SUBJECT,
         request.SerializeToString(),
-        headers={"Nats-Msg-Id": row.id},
+        headers={"Nats-Msg-Id": message_id(row.id)},
         timeout=5,
     )

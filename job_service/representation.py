@@ -19,13 +19,12 @@ def job_proto(row: JobRow, public_url: str, signing_key: bytes, ttl_s: int) -> j
     job = jobs_pb2.Job(
         id=row.id,
         account_id=row.account_id,
-        model=row.model,
         status=row.status,
         error=row.error,
         webhook=row.webhook,
         created_at=_timestamp(row.created_at),
     )
-    job.form_state.ParseFromString(row.form_state)
+    job.spec.ParseFromString(row.spec)
     if row.finished_at is not None:
         job.finished_at.CopyFrom(_timestamp(row.finished_at))
     if row.status == jobs_pb2.JOB_STATUS_COMPLETED and row.output_key:

@@ -8,11 +8,12 @@ from collections.abc import Callable
 import grpc
 from nats.js import JetStreamContext
 
+from job_service.funds import FundsCheck
 from job_service.metrics import JOBS_CREATED
 from job_service.queue import publish_job
 from job_service.store import IdempotencyConflict, JobRow, JobStore, TooManyProcessing
 from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from lipsync_common.jobjson import MODEL_NAMES
+from lipsync_common.job_spec import model_name
 from lipsync_common.logs import job_context
 
 log = logging.getLogger(__name__)
@@ -24,30 +25,28 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         store: JobStore,
         js: JetStreamContext,
         render: Callable[[JobRow], jobs_pb2.Job],
+        funds: FundsCheck,
+        max_processing: int,
     ) -> None:
         self.store = store
         self.js = js
         self.render = render
+        self.funds = funds
+        # Jobs in processing per account before CreateJob refuses; 0: no cap.
+        self.max_processing = max_processing
 
     async def CreateJob(
         self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.CreateJobResponse:
-        if not request.account_id or request.model not in MODEL_NAMES:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "account_id and model required")
+        model = model_name(request.spec)
+        if not request.account_id or not model:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "account_id and spec required")
         try:
-            row, new = await self.store.create(
-                account_id=request.account_id,
-                model=request.model,
-                form_state=request.form_state.SerializeToString(deterministic=True),
-                webhook=request.webhook,
-                idempotency_key=request.idempotency_key,
-                fingerprint=request.request_fingerprint,
-                max_processing=request.max_processing_jobs,
-            )
+            row, new = await self._create(request, model, context)
         except TooManyProcessing:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the account already has {request.max_processing_jobs} jobs in processing",
+                f"the account already has {self.max_processing} jobs in processing",
             )
         except IdempotencyConflict:
             await context.abort(
@@ -56,10 +55,40 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             )
         with job_context(row.id):
             if new:
-                JOBS_CREATED.labels(MODEL_NAMES[row.model]).inc()
-                log.info("job created", extra={"fields": {"model": MODEL_NAMES[row.model]}})
+                JOBS_CREATED.labels(model).inc()
+                log.info("job created", extra={"fields": {"model": model}})
                 await self._publish(row)
         return jobs_pb2.CreateJobResponse(job=self.render(row))
+
+    async def _create(
+        self, request: jobs_pb2.CreateJobRequest, model: str, context: grpc.aio.ServicerContext
+    ) -> tuple[JobRow, bool]:
+        """The job and whether it is new; a retry never meets the funds check or the cap."""
+        if request.idempotency_key:
+            # The retried job's own reservation may be what the balance no longer covers.
+            found = await self.store.replay(
+                request.account_id, request.idempotency_key, request.request_fingerprint
+            )
+            if found is not None:
+                return found, False
+        try:
+            shortfall = await self.funds.shortfall(request.account_id, request.spec)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                # Billing cannot price the spec; its message says why.
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.details() or "")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "billing is unavailable")
+        if shortfall:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, shortfall)
+        return await self.store.create(
+            account_id=request.account_id,
+            model=model,
+            spec=request.spec.SerializeToString(deterministic=True),
+            webhook=request.webhook,
+            idempotency_key=request.idempotency_key,
+            fingerprint=request.request_fingerprint,
+            max_processing=self.max_processing,
+        )
 
     async def _publish(self, row: JobRow) -> None:
         try:

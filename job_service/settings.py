@@ -29,6 +29,8 @@ class JobSettings:
     allow_private_urls: bool
     # A job not handed to NATS within this many seconds is published again.
     outbox_interval_s: float
+    # Jobs in processing per account before a new one is refused (429); 0: no cap.
+    max_processing_jobs: int
 
     @classmethod
     def from_env(cls) -> JobSettings:
@@ -41,4 +43,5 @@ class JobSettings:
             webhook_retry_window_s=env_float("LIPSYNC_WEBHOOK_RETRY_WINDOW_S", 24 * 3600.0),
             allow_private_urls=env_bool("LIPSYNC_ALLOW_PRIVATE_URLS", False),
             outbox_interval_s=env_float("LIPSYNC_OUTBOX_INTERVAL_S", 2.0),
+            max_processing_jobs=env_int("LIPSYNC_MAX_PROCESSING_JOBS", 10),
         )

@@ -5,6 +5,16 @@ only forward (see `state.py`): the terminal UPDATE is guarded by
 `status = processing`, so a redelivered event can never overwrite the outcome.
 `published_at` is the outbox flag: a job whose publish to JetStream failed is
 published again by the outbox loop.
+
+A job's model is stored as its REST name (`lipsync-image`), so listings can
+filter by it; its `JobSpec` is stored serialized.
+
+Webhook deliveries are leased: a sweep claims the due rows it will deliver
+(`claim_webhooks`, one statement that sets `webhook_lease_owner` and
+`webhook_lease_until`), and only that owner's `record_webhook_attempt` counts
+and releases the lease. Several job_service replicas sharing the database
+therefore each make a given attempt once; a replica that dies mid-delivery
+leaves its rows to whoever sweeps after the lease runs out.
 """
 
 from __future__ import annotations
@@ -13,46 +23,150 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Double,
+    LargeBinary,
+    MetaData,
+    Row,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from lipsync.jobs.v1 import jobs_pb2
-from lipsync_common.db import Connection, Database, Row
+from lipsync_common.db import Database
+from lipsync_common.migrations import Migration, MigrationStep
 
-MIGRATIONS = [
-    """
-    CREATE TABLE jobs (
+_V1_JOBS = """
         id TEXT PRIMARY KEY,
         account_id TEXT NOT NULL,
-        model INTEGER NOT NULL,
-        status INTEGER NOT NULL,
-        form_state BLOB NOT NULL,
+        model BIGINT NOT NULL,
+        status BIGINT NOT NULL,
+        form_state {blob} NOT NULL,
         webhook TEXT NOT NULL DEFAULT '',
         idempotency_key TEXT,
         request_fingerprint TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        published_at REAL,
-        finished_at REAL,
+        created_at DOUBLE PRECISION NOT NULL,
+        published_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
         output_key TEXT NOT NULL DEFAULT '',
         error TEXT NOT NULL DEFAULT '',
-        execution_time_ms INTEGER,
+        execution_time_ms BIGINT,
         timings TEXT,
-        credits INTEGER,
-        seed INTEGER,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        webhook_delivered_at REAL,
-        webhook_attempts INTEGER NOT NULL DEFAULT 0
+        credits BIGINT,
+        seed BIGINT,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        webhook_delivered_at DOUBLE PRECISION,
+        webhook_attempts BIGINT NOT NULL DEFAULT 0
     );
     CREATE UNIQUE INDEX jobs_idempotency ON jobs (account_id, idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     CREATE INDEX jobs_unpublished ON jobs (created_at) WHERE published_at IS NULL;
     CREATE INDEX jobs_webhook_due ON jobs (finished_at)
         WHERE finished_at IS NOT NULL AND webhook != '' AND webhook_delivered_at IS NULL
-    """,
+"""
+
+MIGRATIONS: list[MigrationStep] = [
+    Migration(
+        sqlite="CREATE TABLE jobs (" + _V1_JOBS.replace("{blob}", "BLOB"),
+        postgres="CREATE TABLE jobs (" + _V1_JOBS.replace("{blob}", "BYTEA"),
+    ),
     # Webhook retries back off (job_service.webhooks); the cap on jobs in
     # processing counts an account's processing jobs at every creation.
     """
-    ALTER TABLE jobs ADD COLUMN webhook_next_attempt_at REAL;
+    ALTER TABLE jobs ADD COLUMN webhook_next_attempt_at DOUBLE PRECISION;
     CREATE INDEX jobs_processing_by_account ON jobs (account_id, status)
     """,
+    # The typed job contract: the model by REST name and the serialized JobSpec
+    # replace the model enum and FormState. Rows from before keep an empty spec
+    # (pre-launch data, not carried over).
+    Migration(
+        sqlite="""
+        ALTER TABLE jobs DROP COLUMN model;
+        ALTER TABLE jobs DROP COLUMN form_state;
+        ALTER TABLE jobs ADD COLUMN model TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN spec BLOB NOT NULL DEFAULT x''
+        """,
+        postgres="""
+        ALTER TABLE jobs DROP COLUMN model;
+        ALTER TABLE jobs DROP COLUMN form_state;
+        ALTER TABLE jobs ADD COLUMN model TEXT NOT NULL DEFAULT '';
+        ALTER TABLE jobs ADD COLUMN spec BYTEA NOT NULL DEFAULT ''
+        """,
+    ),
+    # Leases on webhook deliveries, so replicas never deliver one attempt twice.
+    """
+    ALTER TABLE jobs ADD COLUMN webhook_lease_owner TEXT;
+    ALTER TABLE jobs ADD COLUMN webhook_lease_until DOUBLE PRECISION
+    """,
+]
+
+# The table as the queries see it (the migrations above create it).
+metadata = MetaData()
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("status", BigInteger, nullable=False),
+    Column("spec", LargeBinary, nullable=False),
+    Column("webhook", Text, nullable=False),
+    Column("idempotency_key", Text),
+    Column("request_fingerprint", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("published_at", Double),
+    Column("finished_at", Double),
+    Column("output_key", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("execution_time_ms", BigInteger),
+    Column("timings", Text),
+    Column("credits", BigInteger),
+    Column("seed", BigInteger),
+    Column("attempts", BigInteger, nullable=False),
+    Column("webhook_delivered_at", Double),
+    Column("webhook_attempts", BigInteger, nullable=False),
+    Column("webhook_next_attempt_at", Double),
+    Column("webhook_lease_owner", Text),
+    Column("webhook_lease_until", Double),
+)
+
+# How long a sweep owns the deliveries it claimed: far longer than one
+# delivery takes (an HTTP timeout of seconds), short enough that the rows of a
+# replica that died are picked up again soon.
+WEBHOOK_LEASE_S = 300.0
+
+# The columns a JobRow is read from, in its fields' order.
+_ROW = [
+    jobs.c[name]
+    for name in (
+        "id",
+        "account_id",
+        "model",
+        "status",
+        "spec",
+        "webhook",
+        "created_at",
+        "finished_at",
+        "output_key",
+        "error",
+        "execution_time_ms",
+        "timings",
+        "credits",
+        "seed",
+        "webhook_attempts",
+    )
 ]
 
 PROCESSING = jobs_pb2.JOB_STATUS_PROCESSING
@@ -72,9 +186,11 @@ class JobRow:
 
     id: str
     account_id: str
-    model: jobs_pb2.Model.ValueType
+    # The REST name of the model, e.g. "lipsync-image".
+    model: str
     status: jobs_pb2.JobStatus.ValueType
-    form_state: bytes
+    # The JobSpec, serialized with deterministic=True.
+    spec: bytes
     webhook: str
     created_at: float
     finished_at: float | None
@@ -88,23 +204,41 @@ class JobRow:
     webhook_attempts: int = 0
 
     @classmethod
-    def from_row(cls, row: Row) -> JobRow:
+    def from_row(cls, row: Row[Any]) -> JobRow:
+        """A row whose first columns are `_ROW`'s; read by position, which is faster."""
+        (
+            job_id,
+            account_id,
+            model,
+            status,
+            spec,
+            webhook,
+            created_at,
+            finished_at,
+            output_key,
+            error,
+            execution_time_ms,
+            timings,
+            credits,
+            seed,
+            webhook_attempts,
+        ) = row[: len(_ROW)]
         return cls(
-            id=row["id"],
-            account_id=row["account_id"],
-            model=jobs_pb2.Model.ValueType(row["model"]),
-            status=jobs_pb2.JobStatus.ValueType(row["status"]),
-            form_state=row["form_state"],
-            webhook=row["webhook"],
-            created_at=row["created_at"],
-            finished_at=row["finished_at"],
-            output_key=row["output_key"],
-            error=row["error"],
-            execution_time_ms=row["execution_time_ms"],
-            timings=json.loads(row["timings"]) if row["timings"] else {},
-            credits=row["credits"],
-            seed=row["seed"],
-            webhook_attempts=row["webhook_attempts"],
+            id=job_id,
+            account_id=account_id,
+            model=model,
+            status=jobs_pb2.JobStatus.ValueType(status),
+            spec=bytes(spec),
+            webhook=webhook,
+            created_at=created_at,
+            finished_at=finished_at,
+            output_key=output_key,
+            error=error,
+            execution_time_ms=execution_time_ms,
+            timings=json.loads(timings) if timings else {},
+            credits=credits,
+            seed=seed,
+            webhook_attempts=webhook_attempts,
         )
 
     @property
@@ -125,6 +259,76 @@ class Outcome:
     seed: int | None = None
 
 
+# The statements are built once, with named parameters: building one costs
+# more than running it on SQLite.
+_GET = select(*_ROW).where(jobs.c.id == bindparam("job_id"))
+_BY_IDEMPOTENCY_KEY: Select[Any] = select(*_ROW, jobs.c.request_fingerprint).where(
+    jobs.c.account_id == bindparam("account"), jobs.c.idempotency_key == bindparam("key")
+)
+_COUNT_PROCESSING = (
+    select(func.count())
+    .select_from(jobs)
+    .where(jobs.c.account_id == bindparam("account"), jobs.c.status == PROCESSING)
+)
+_INSERT = insert(jobs).returning(*_ROW)
+_MARK_PUBLISHED = update(jobs).where(
+    jobs.c.id == bindparam("job_id"), jobs.c.published_at.is_(None)
+)
+_UNPUBLISHED = (
+    select(*_ROW)
+    .where(
+        jobs.c.published_at.is_(None),
+        jobs.c.created_at < bindparam("cutoff"),
+        jobs.c.status == PROCESSING,
+    )
+    .order_by(jobs.c.created_at)
+    .limit(100)
+)
+_RECORD_ATTEMPT = update(jobs).where(
+    jobs.c.id == bindparam("job_id"), jobs.c.attempts < bindparam("attempt")
+)
+_FINISH = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"), jobs.c.status == PROCESSING)
+    .values(seed=func.coalesce(bindparam("new_seed", type_=BigInteger), jobs.c.seed))
+    .returning(*_ROW)
+)
+_DUE = (
+    select(jobs.c.id)
+    .where(
+        jobs.c.finished_at.is_not(None),
+        jobs.c.webhook != "",
+        jobs.c.webhook_delivered_at.is_(None),
+        jobs.c.webhook_attempts < bindparam("max_attempts"),
+        or_(
+            jobs.c.webhook_next_attempt_at.is_(None),
+            jobs.c.webhook_next_attempt_at <= bindparam("now"),
+        ),
+        # Unleased, or the lease of a sweep that never reported back ran out.
+        or_(jobs.c.webhook_lease_until.is_(None), jobs.c.webhook_lease_until <= bindparam("now")),
+    )
+    .order_by(jobs.c.finished_at)
+    .limit(bindparam("limit"))
+    # PostgreSQL only (SQLite has no row locks and renders nothing).
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = update(jobs).where(jobs.c.id.in_(_DUE)).returning(*_ROW)
+_RECORD_WEBHOOK_ATTEMPT = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"), jobs.c.webhook_lease_owner == bindparam("owner"))
+    .values(
+        webhook_attempts=jobs.c.webhook_attempts + 1,
+        webhook_lease_owner=None,
+        webhook_lease_until=None,
+    )
+)
+
+
+def _get(conn: Connection, job_id: str) -> JobRow | None:
+    row = conn.execute(_GET, {"job_id": job_id}).first()
+    return None if row is None else JobRow.from_row(row)
+
+
 class JobStore:
     def __init__(self, url: str) -> None:
         self.db = Database(url, MIGRATIONS)
@@ -138,8 +342,8 @@ class JobStore:
     async def create(
         self,
         account_id: str,
-        model: int,
-        form_state: bytes,
+        model: str,
+        spec: bytes,
         webhook: str,
         idempotency_key: str,
         fingerprint: str,
@@ -152,80 +356,73 @@ class JobStore:
         and the insert share one transaction, so concurrent creations cannot
         overshoot the cap.
         """
+        values = {
+            "account_id": account_id,
+            "model": model,
+            "status": PROCESSING,
+            "spec": spec,
+            "webhook": webhook,
+            "idempotency_key": idempotency_key or None,
+            "request_fingerprint": fingerprint,
+            "output_key": "",
+            "error": "",
+            "attempts": 0,
+            "webhook_attempts": 0,
+        }
 
         def create(conn: Connection) -> tuple[JobRow, bool]:
             if idempotency_key:
-                row = conn.execute(
-                    "SELECT * FROM jobs WHERE account_id = ? AND idempotency_key = ?",
-                    (account_id, idempotency_key),
-                ).fetchone()
-                if row is not None:
-                    if row["request_fingerprint"] != fingerprint:
+                found = conn.execute(
+                    _BY_IDEMPOTENCY_KEY, {"account": account_id, "key": idempotency_key}
+                ).first()
+                if found is not None:
+                    if found.request_fingerprint != fingerprint:
                         raise IdempotencyConflict(idempotency_key)
-                    return JobRow.from_row(row), False
+                    return JobRow.from_row(found), False
             if max_processing > 0:
-                (count,) = conn.execute(
-                    "SELECT COUNT(*) FROM jobs WHERE account_id = ? AND status = ?",
-                    (account_id, PROCESSING),
-                ).fetchone()
+                count = conn.execute(_COUNT_PROCESSING, {"account": account_id}).scalar_one()
                 if count >= max_processing:
                     raise TooManyProcessing(account_id)
-            job_id = str(uuid.uuid4())
-            conn.execute(
-                "INSERT INTO jobs (id, account_id, model, status, form_state, webhook,"
-                " idempotency_key, request_fingerprint, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job_id,
-                    account_id,
-                    model,
-                    PROCESSING,
-                    form_state,
-                    webhook,
-                    idempotency_key or None,
-                    fingerprint,
-                    time.time(),
-                ),
-            )
-            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute(
+                _INSERT, {**values, "id": str(uuid.uuid4()), "created_at": time.time()}
+            ).one()
             return JobRow.from_row(row), True
 
         return await self.db.transaction(create)
 
-    async def get(self, job_id: str) -> JobRow | None:
-        def get(conn: Connection) -> JobRow | None:
-            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return JobRow.from_row(row) if row is not None else None
+    async def replay(self, account_id: str, key: str, fingerprint: str) -> JobRow | None:
+        """The job an account created with this idempotency key, if any.
 
-        return await self.db.run(get)
+        Raises IdempotencyConflict when the key was used with another request.
+        """
+
+        def find(conn: Connection) -> JobRow | None:
+            found = conn.execute(_BY_IDEMPOTENCY_KEY, {"account": account_id, "key": key}).first()
+            if found is None:
+                return None
+            if found.request_fingerprint != fingerprint:
+                raise IdempotencyConflict(key)
+            return JobRow.from_row(found)
+
+        return await self.db.run(find)
+
+    async def get(self, job_id: str) -> JobRow | None:
+        return await self.db.run(lambda conn: _get(conn, job_id))
 
     async def mark_published(self, job_id: str) -> None:
-        await self.db.run(
-            lambda conn: conn.execute(
-                "UPDATE jobs SET published_at = ? WHERE id = ? AND published_at IS NULL",
-                (time.time(), job_id),
-            )
-        )
+        params = {"job_id": job_id, "published_at": time.time()}
+        await self.db.run(lambda conn: conn.execute(_MARK_PUBLISHED, params))
 
     async def unpublished(self, older_than_s: float) -> list[JobRow]:
-        cutoff = time.time() - older_than_s
-
-        def unpublished(conn: Connection) -> list[JobRow]:
-            rows = conn.execute(
-                "SELECT * FROM jobs WHERE published_at IS NULL AND created_at < ?"
-                " AND status = ? ORDER BY created_at LIMIT 100",
-                (cutoff, PROCESSING),
-            ).fetchall()
-            return [JobRow.from_row(r) for r in rows]
-
-        return await self.db.run(unpublished)
+        params = {"cutoff": time.time() - older_than_s}
+        return await self.db.run(
+            lambda conn: [JobRow.from_row(r) for r in conn.execute(_UNPUBLISHED, params)]
+        )
 
     async def record_attempt(self, job_id: str, attempt: int) -> None:
-        await self.db.run(
-            lambda conn: conn.execute(
-                "UPDATE jobs SET attempts = GREATEST(attempts, ?) WHERE id = ?", (attempt, job_id)
-            )
-        )
+        """Note a worker's delivery attempt; the count only grows."""
+        params = {"job_id": job_id, "attempt": attempt, "attempts": attempt}
+        await self.db.run(lambda conn: conn.execute(_RECORD_ATTEMPT, params))
 
     async def finish(self, job_id: str, outcome: Outcome) -> JobRow | None:
         """Move a processing job to its terminal state, once.
@@ -233,59 +430,70 @@ class JobStore:
         Returns the finished job if this call moved it, None if it was already
         terminal (a duplicate event) or unknown.
         """
+        params = {
+            "job_id": job_id,
+            "status": outcome.status,
+            "finished_at": time.time(),
+            "output_key": outcome.output_key,
+            "error": outcome.error,
+            "execution_time_ms": outcome.execution_time_ms,
+            "timings": json.dumps(outcome.timings) if outcome.timings else None,
+            "credits": outcome.credits,
+            "new_seed": outcome.seed,
+        }
 
         def finish(conn: Connection) -> JobRow | None:
-            cursor = conn.execute(
-                "UPDATE jobs SET status = ?, finished_at = ?, output_key = ?, error = ?,"
-                " execution_time_ms = ?, timings = ?, credits = ?, seed = COALESCE(?, seed)"
-                " WHERE id = ? AND status = ?",
-                (
-                    outcome.status,
-                    time.time(),
-                    outcome.output_key,
-                    outcome.error,
-                    outcome.execution_time_ms,
-                    json.dumps(outcome.timings) if outcome.timings else None,
-                    outcome.credits,
-                    outcome.seed,
-                    job_id,
-                    PROCESSING,
-                ),
-            )
-            if cursor.rowcount != 1:
-                return None
-            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return JobRow.from_row(row)
+            row = conn.execute(_FINISH, params).first()
+            return None if row is None else JobRow.from_row(row)
 
         return await self.db.transaction(finish)
 
-    async def webhooks_due(
-        self, max_attempts: int, limit: int = 100, now: float | None = None
+    async def claim_webhooks(
+        self,
+        owner: str,
+        max_attempts: int,
+        limit: int = 100,
+        now: float | None = None,
+        lease_s: float = WEBHOOK_LEASE_S,
     ) -> list[JobRow]:
-        """Undelivered webhooks with attempts left whose next attempt time has come."""
+        """Lease to `owner` the due webhooks no one holds, and return them, oldest first.
+
+        Due: undelivered, attempts left, next attempt time come. One UPDATE claims
+        them, in a transaction (SQLite: under the write lock; PostgreSQL:
+        SERIALIZABLE, rows another sweep has locked skipped), so no row is
+        claimed by two sweeps while its lease runs.
+        """
         now = time.time() if now is None else now
+        params = {
+            "max_attempts": max_attempts,
+            "now": now,
+            "limit": limit,
+            "webhook_lease_owner": owner,
+            "webhook_lease_until": now + lease_s,
+        }
 
-        def due(conn: Connection) -> list[JobRow]:
-            rows = conn.execute(
-                "SELECT * FROM jobs WHERE finished_at IS NOT NULL AND webhook != ''"
-                " AND webhook_delivered_at IS NULL AND webhook_attempts < ?"
-                " AND (webhook_next_attempt_at IS NULL OR webhook_next_attempt_at <= ?)"
-                " ORDER BY finished_at LIMIT ?",
-                (max_attempts, now, limit),
-            ).fetchall()
-            return [JobRow.from_row(r) for r in rows]
+        def claim(conn: Connection) -> list[JobRow]:
+            rows = [JobRow.from_row(r) for r in conn.execute(_CLAIM, params)]
+            return sorted(rows, key=lambda row: (row.finished_at or 0.0, row.id))
 
-        return await self.db.run(due)
+        return await self.db.transaction(claim)
 
     async def record_webhook_attempt(
-        self, job_id: str, delivered: bool, next_attempt_at: float | None = None
-    ) -> None:
-        """Count an attempt; a failed one is retried no sooner than `next_attempt_at`."""
-        await self.db.run(
-            lambda conn: conn.execute(
-                "UPDATE jobs SET webhook_attempts = webhook_attempts + 1,"
-                " webhook_delivered_at = COALESCE(?, webhook_delivered_at),"
-                " webhook_next_attempt_at = ? WHERE id = ?",
-                (time.time() if delivered else None, next_attempt_at, job_id),
-            )
+        self, job_id: str, owner: str, delivered: bool, next_attempt_at: float | None = None
+    ) -> bool:
+        """Count `owner`'s attempt and release its lease; a failed one is retried no sooner
+        than `next_attempt_at`.
+
+        False, and nothing recorded, when `owner` does not hold the lease (it ran
+        out and another sweep took the row).
+        """
+        params: dict[str, Any] = {
+            "job_id": job_id,
+            "owner": owner,
+            "webhook_next_attempt_at": next_attempt_at,
+        }
+        if delivered:
+            params["webhook_delivered_at"] = time.time()
+        return await self.db.run(
+            lambda conn: conn.execute(_RECORD_WEBHOOK_ATTEMPT, params).rowcount == 1
         )

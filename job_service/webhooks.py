@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -82,6 +83,8 @@ class WebhookSender:
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # This replica's name on the deliveries it leases (JobStore.claim_webhooks).
+        self.owner = uuid.uuid4().hex
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -99,7 +102,7 @@ class WebhookSender:
     async def _run(self) -> None:
         while True:
             try:
-                due = await self.store.webhooks_due(self.schedule.max_attempts)
+                due = await self.store.claim_webhooks(self.owner, self.schedule.max_attempts)
                 await asyncio.gather(*(self.deliver(row) for row in due))
             except Exception:
                 log.exception("webhook sweep failed")
@@ -135,7 +138,7 @@ class WebhookSender:
                 detail = f"{type(exc).__name__}: {exc}"
             failed_attempts = row.webhook_attempts + 1
             next_attempt_at = None if ok else time.time() + self.schedule.delay(failed_attempts)
-            await self.store.record_webhook_attempt(row.id, ok, next_attempt_at)
+            await self.store.record_webhook_attempt(row.id, self.owner, ok, next_attempt_at)
             WEBHOOK_DELIVERIES.labels("delivered" if ok else "failed").inc()
             log.info(
                 "webhook delivered" if ok else "webhook delivery failed",

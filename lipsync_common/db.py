@@ -1,108 +1,70 @@
-"""The services' stores on SQLite (the default) or PostgreSQL, behind one API.
+"""The services' stores on SQLite (the default) or PostgreSQL, with SQLAlchemy Core.
 
-`Database(url, migrations)` picks the engine from the URL: `sqlite:///path` or
-`postgresql://...` (see `db_postgres`). Stores hand it callbacks `fn(conn)`
-that run on a database thread; `conn.execute(sql, params)` takes SQLite's SQL
-with `?` placeholders on both engines and returns a cursor whose rows read by
-name or position. Portable SQL, in short: GREATEST/LEAST rather than SQLite's
-two-argument MAX/MIN (SQLite gets both functions here), RETURNING rather than
-`lastrowid`, ON CONFLICT for upserts, aliases for computed columns (`SUM(x) AS
-total`), and an IntegrityError ends the transaction (PostgreSQL aborts it).
-Integers come back as int and NUMERIC sums as int, as on SQLite.
+`Database(url, migrations)` builds a SQLAlchemy engine from the URL:
+`sqlite:///path` (the standard sqlite3 driver) or `postgresql://...` (psycopg 3;
+`postgres://` and `postgresql+psycopg://` are accepted too, and a `?pool_size=N`
+query parameter sizes the pool). Stores hand it callbacks `fn(conn)`, taking a
+`sqlalchemy.Connection`, that run on a database thread, so the event loop never
+blocks; they use Core constructs or `text()`, and a violated constraint is
+`sqlalchemy.exc.IntegrityError` on both databases.
 
-SQLite: one connection driven by one dedicated thread, so the event loop never
-blocks, and the single writer makes `BEGIN IMMEDIATE` transactions serialise
-cleanly without "database is locked" retries inside one process. Several
-processes may still share a file; the busy timeout covers that.
+Why synchronous SQLAlchemy on threads rather than its asyncio extension: the
+extension needs greenlet plus an async driver per database (aiosqlite, which
+is itself a thread per connection), and gives nothing a store needs; a
+callback of a few statements on a worker thread is simpler to reason about,
+and retrying a whole transaction is a plain loop.
 
-Migrations are a list per store, applied in order once each and recorded in a
-`schema_version` table. A migration is SQLite DDL, translated mechanically for
-PostgreSQL, or a `Migration(sqlite=..., postgres=...)` pair where it cannot be.
+SQLite: one connection driven by one dedicated thread per `Database`, so its
+writes are serialised in-process and `BEGIN IMMEDIATE` transactions never meet
+"database is locked" inside one process; other processes on the same file wait
+out the busy timeout. The file is switched to WAL.
+
+PostgreSQL: a pool of `pool_size` connections, one per worker thread (psycopg
+releases the GIL while it waits for the server, so that many transactions
+overlap). Transactions are SERIALIZABLE and re-run on a serialization failure
+or deadlock, so a store needs no locking of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+
+from lipsync_common.migrations import MigrationStep, migrate
 
 T = TypeVar("T")
 
-# Raised on both engines for a violated constraint (PostgreSQL's is translated).
-IntegrityError = sqlite3.IntegrityError
+DEFAULT_POOL_SIZE = 4
+# Retrying a serialization failure: attempts and the cap of the jittered backoff.
+MAX_ATTEMPTS = 60
+BACKOFF_CAP_S = 0.05
+# serialization_failure and deadlock_detected: the transaction may simply be re-run.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+# The statement that begins a SQLite transaction (see `_sqlite_engine`): an execution option.
+_SQLITE_BEGIN = "lipsync_sqlite_begin"
 
 
-class Row(Protocol):
-    """A result row: `row["column"]` or `row[0]` (sqlite3.Row or its PostgreSQL twin)."""
-
-    def __getitem__(self, key: int | str, /) -> Any: ...
-    def keys(self) -> list[str]: ...
-
-
-class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
-class Connection(Protocol):
-    """What a store callback may use, on either engine."""
-
-    def execute(
-        self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ..., /
-    ) -> Cursor: ...
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One migration written per dialect, for what no mechanical translation covers."""
-
-    sqlite: str
-    postgres: str
-
-
-MigrationStep = str | Migration
-
-
-def sqlite_path(url: str) -> str:
-    """`sqlite:///abs/path.db` or `sqlite:///:memory:` to a sqlite3 path."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
-        raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
-    return url[len(prefix) :]
-
-
-def dialect_of(url: str) -> str:
-    return "postgres" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements; a trigger body's `;` does not split."""
-    statements: list[str] = []
-    current = ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements
-
-
-def _greatest(*values: Any) -> Any:
-    # Like PostgreSQL: NULLs are ignored, NULL only when every value is.
-    return max((v for v in values if v is not None), default=None)
-
-
-def _least(*values: Any) -> Any:
-    return min((v for v in values if v is not None), default=None)
+def database_url(url: str) -> tuple[URL, int | None]:
+    """The SQLAlchemy URL of a settings URL, and the `pool_size` it asks for, if any."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
+        size = parsed.query.get("pool_size")
+        pool_size = max(1, int(size if isinstance(size, str) else size[-1])) if size else None
+        parsed = parsed.set(drivername="postgresql+psycopg").difference_update_query(["pool_size"])
+        return parsed, pool_size
+    if parsed.drivername == "sqlite":
+        return parsed, None
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
 
 
 def _enable_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
@@ -119,107 +81,73 @@ def _enable_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
             time.sleep(0.05)
 
 
-class _SqliteBackend:
-    """A SQLite connection driven from a single worker thread."""
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 10.0, "check_same_thread": False})
 
-    dialect = "sqlite"
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        # The sqlite3 module's own implicit BEGIN is off; `begin` below says how
+        # each transaction starts (SQLAlchemy's documented SQLite recipe).
+        dbapi_conn.isolation_level = None
+        _enable_wal(dbapi_conn)
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
-    def __init__(self, url: str, migrations: Sequence[MigrationStep]) -> None:
-        self._path = sqlite_path(url)
-        self._migrations = migrations
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        self._conn: sqlite3.Connection | None = None
+    @event.listens_for(engine, "begin")
+    def begin(conn: Connection) -> None:
+        # Without the option each statement commits on its own (`Database.run`).
+        statement = conn.get_execution_options().get(_SQLITE_BEGIN)
+        if statement:
+            conn.exec_driver_sql(statement)
 
-    async def open(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+    return engine
 
-    def _open(self) -> None:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, timeout=10.0
-        )
-        conn.row_factory = sqlite3.Row
-        _enable_wal(conn)
-        conn.execute("PRAGMA foreign_keys=ON")
-        # PostgreSQL's names for the multi-argument MAX and MIN, so one query serves both.
-        conn.create_function("GREATEST", -1, _greatest, deterministic=True)
-        conn.create_function("LEAST", -1, _least, deterministic=True)
-        self._conn = conn
-        self._migrate(conn)
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Read under the write lock: two processes opening one file at once
-            # must not both apply the same migration.
-            current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
-            for version, migration in enumerate(self._migrations, start=1):
-                if version <= current:
-                    continue
-                script = migration if isinstance(migration, str) else migration.sqlite
-                for statement in _statements(script):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    async def run(self, fn: Callable[[Any], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
-
-    def _call(self, fn: Callable[[Any], T]) -> T:
-        if self._conn is None:
-            raise RuntimeError("database is not open")
-        return fn(self._conn)
-
-    async def transaction(self, fn: Callable[[Any], T]) -> T:
-        def wrapped(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
-        return await self.run(wrapped)
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self.run(lambda conn: conn.close())
-            self._conn = None
-        self._executor.shutdown(wait=True)
+def _is_retryable(error: DBAPIError) -> bool:
+    return getattr(error.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 class Database:
     """A store's database: SQLite or PostgreSQL by URL, with its migrations applied."""
 
-    def __init__(
-        self, url: str, migrations: Sequence[MigrationStep], *, pool_size: int | None = None
-    ) -> None:
-        self.dialect = dialect_of(url)
-        self._backend: Any
-        if self.dialect == "postgres":
-            # Imported here so the SQLite default runs without psycopg installed.
-            from lipsync_common.db_postgres import PostgresBackend
-
-            self._backend = PostgresBackend(url, migrations, pool_size)
+    def __init__(self, url: str, migrations: Sequence[MigrationStep]) -> None:
+        parsed, pool_size = database_url(url)
+        self._migrations = migrations
+        if parsed.get_backend_name() == "sqlite":
+            self.engine = _sqlite_engine(parsed)
+            workers = 1
+            self._plain = self.engine
+            # IMMEDIATE takes the write lock up front: a transaction that reads then
+            # writes cannot be refused half-way because another process wrote first.
+            self._serial = self.engine.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+            self._migrating: Engine = self._serial
         else:
-            self._backend = _SqliteBackend(url, migrations)
+            workers = pool_size or DEFAULT_POOL_SIZE
+            self.engine = create_engine(
+                parsed, pool_size=workers, max_overflow=0, connect_args={"connect_timeout": 10}
+            )
+            self._plain = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._serial = self.engine.execution_options(isolation_level="SERIALIZABLE")
+            # Not SERIALIZABLE: its snapshot would be taken before the migration
+            # lock is granted, hiding what the replica before us applied.
+            self._migrating = self.engine
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
+
+    async def _call(self, engine: Engine, fn: Callable[[Connection], T]) -> T:
+        def call() -> T:
+            with engine.begin() as conn:
+                return fn(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def open(self) -> None:
         """Connect and apply the pending migrations."""
-        await self._backend.open()
+        await self._call(self._migrating, lambda conn: migrate(conn, self._migrations))
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn(connection)` on a database thread, each statement on its own."""
-        result: T = await self._backend.run(fn)
-        return result
+        """Run `fn(connection)` on a database thread, each statement committed on its own."""
+        return await self._call(self._plain, fn)
 
     async def transaction(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one transaction, rolled back on error.
@@ -227,8 +155,16 @@ class Database:
         SQLite: BEGIN IMMEDIATE. PostgreSQL: SERIALIZABLE, and `fn` is run again
         after a serialization failure, so it must touch nothing but the database.
         """
-        result: T = await self._backend.transaction(fn)
-        return result
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return await self._call(self._serial, fn)
+            except DBAPIError as error:
+                if not _is_retryable(error) or attempt == MAX_ATTEMPTS:
+                    raise
+            # Full jitter: contenders spread out instead of colliding again.
+            await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP_S, 0.001 * 2**attempt)))
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        await self._backend.close()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
+        self._executor.shutdown(wait=True)

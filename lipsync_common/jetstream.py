@@ -1,6 +1,6 @@
-"""JetStream topology and connection helpers.
+"""JetStream topology, message ids and connection helpers.
 
-Two streams carry every job:
+Three streams carry every job:
 
 * `LIPSYNC_JOBS`, a work queue on `lipsync.jobs.requested`: job_service
   publishes one message per job (message id = job id, so a retried publish is
@@ -10,15 +10,18 @@ Two streams carry every job:
   publish what happened; job_service and billing_service each read it through
   their own durable pull consumer, so each sees every event once (and again
   after a crash, which their idempotent handlers absorb).
+* `LIPSYNC_ADVISORIES`, a limits stream that keeps the server's announcement
+  that a job ran out of deliveries, so job_service's reaper handles it through
+  its durable consumer even when it was published while job_service was down.
 
 Every process that touches a stream declares it at start-up; declaring is
-idempotent, so start-up order does not matter.
+idempotent, so start-up order does not matter. Each consumer is declared by
+the `PullConsumer` (lipsync_common/consumer.py) that reads it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
@@ -32,6 +35,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
+from lipsync.jobs.v1 import events_pb2
 from lipsync_common.config import env_int
 
 log = logging.getLogger(__name__)
@@ -40,10 +44,11 @@ JOBS_STREAM = "LIPSYNC_JOBS"
 JOBS_SUBJECT = "lipsync.jobs.requested"
 EVENTS_STREAM = "LIPSYNC_EVENTS"
 EVENTS_SUBJECT_PREFIX = "lipsync.events"
+ADVISORIES_STREAM = "LIPSYNC_ADVISORIES"
 
 # How long the server remembers message ids to drop duplicate publishes.
 DUPLICATE_WINDOW_S = 15 * 60.0
-# Events are kept for a week so a consumer that was down can catch up.
+# Events and advisories are kept for a week so a consumer that was down can catch up.
 EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
 
 WORKER_CONSUMER = "inference"
@@ -52,14 +57,13 @@ WORKER_ACK_WAIT_S = 60.0
 # A job whose worker crashed this many times is failed by job_service.
 WORKER_MAX_DELIVER = 3
 
+JOB_SERVICE_EVENTS = "job-service"
+BILLING_SERVICE_EVENTS = "billing-service"
+REAPER_CONSUMER = "job-service-reaper"
 
-@dataclass(frozen=True)
-class EventsConsumer:
-    durable: str
-
-
-JOB_SERVICE_EVENTS = EventsConsumer("job-service")
-BILLING_SERVICE_EVENTS = EventsConsumer("billing-service")
+# Event handlers are idempotent and only fail on a dependency outage, so they
+# retry for long; a poison message is terminated by the handler.
+_OUTAGE_MAX_DELIVER = 1000
 
 
 def events_subject(job_id: str) -> str:
@@ -69,6 +73,35 @@ def events_subject(job_id: str) -> str:
 def max_deliveries_advisory_subject() -> str:
     """Where the server announces a worker message that ran out of deliveries."""
     return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{WORKER_CONSUMER}"
+
+
+def message_id(job_id: str, *what: str | int) -> str:
+    """The `Nats-Msg-Id` of a job's message: the job id, then what happened.
+
+    `message_id(job_id)` is the job request; `message_id(job_id, "started", 2)`
+    the second attempt's start. The server drops a second publish under the
+    same id inside `DUPLICATE_WINDOW_S`, so a retried publish is harmless.
+    """
+    return ":".join((job_id, *(str(part) for part in what)))
+
+
+def event_message_id(event: events_pb2.JobEvent) -> str:
+    """One message per job and kind of event, except `started`: one per attempt."""
+    kind = event.WhichOneof("kind") or ""
+    if kind == "started":
+        return message_id(event.job_id, kind, event.started.attempt)
+    return message_id(event.job_id, kind)
+
+
+async def publish_event(js: JetStreamContext, event: events_pb2.JobEvent) -> None:
+    """Stamp a job event with the current time and publish it, deduplicated."""
+    event.occurred_at.GetCurrentTime()
+    await js.publish(
+        events_subject(event.job_id),
+        event.SerializeToString(),
+        headers={"Nats-Msg-Id": event_message_id(event)},
+        timeout=10,
+    )
 
 
 async def connect(url: str, name: str) -> tuple[Client, JetStreamContext]:
@@ -117,32 +150,49 @@ async def ensure_streams(js: JetStreamContext) -> None:
             num_replicas=replicas,
         ),
     )
-
-
-async def ensure_worker_consumer(js: JetStreamContext) -> None:
-    await js.add_consumer(
-        JOBS_STREAM,
-        ConsumerConfig(
-            durable_name=WORKER_CONSUMER,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=WORKER_ACK_WAIT_S,
-            max_deliver=WORKER_MAX_DELIVER,
-            filter_subject=JOBS_SUBJECT,
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=ADVISORIES_STREAM,
+            subjects=[max_deliveries_advisory_subject()],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=EVENTS_MAX_AGE_S,
+            num_replicas=replicas,
         ),
     )
 
 
-async def ensure_events_consumer(js: JetStreamContext, consumer: EventsConsumer) -> None:
-    await js.add_consumer(
-        EVENTS_STREAM,
-        ConsumerConfig(
-            durable_name=consumer.durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30.0,
-            # Event handlers are idempotent and only fail on a dependency outage,
-            # so they retry for long; a poison message is terminated by the handler.
-            max_deliver=1000,
-            backoff=None,
-            filter_subject=f"{EVENTS_SUBJECT_PREFIX}.>",
-        ),
+def worker_consumer_config() -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=WORKER_CONSUMER,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=WORKER_ACK_WAIT_S,
+        max_deliver=WORKER_MAX_DELIVER,
+        filter_subject=JOBS_SUBJECT,
+    )
+
+
+async def ensure_worker_consumer(js: JetStreamContext) -> None:
+    """Declare the workers' consumer, for a process that reads the queue without a worker."""
+    await js.add_consumer(JOBS_STREAM, worker_consumer_config())
+
+
+def events_consumer_config(durable: str) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=_OUTAGE_MAX_DELIVER,
+        filter_subject=f"{EVENTS_SUBJECT_PREFIX}.>",
+    )
+
+
+def reaper_consumer_config() -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=REAPER_CONSUMER,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=_OUTAGE_MAX_DELIVER,
+        filter_subject=max_deliveries_advisory_subject(),
     )

@@ -64,8 +64,10 @@ async def reserve_latency(url: str) -> dict[str, Any]:
     await server.start()
     account = f"bench-{uuid.uuid4().hex[:8]}"
     usage = billing_pb2.Usage(
-        model=jobs_pb2.MODEL_LIPSYNC_IMAGE,
-        resolution=billing_pb2.RESOLUTION_480P,
+        spec=jobs_pb2.JobSpec(
+            lipsync_image=jobs_pb2.LipsyncImageInputs(image="i", audio="a"),
+            resolution=jobs_pb2.RESOLUTION_480P,
+        ),
         duration_seconds=[5.0],
     )
     try:

@@ -4,6 +4,11 @@ Every mode (image, video, multi) reduces a job to a stream of ``FrameJob``s:
 a source frame, and for each face in it the landmarks and which audio track
 drives it. An animator renders them in batches (the built-in warp takes one
 frame at a time; a neural model takes many at once on its device).
+
+An engine is long-lived and may render several jobs at once on different
+threads, so an ``Animator`` holds only what every job shares (its weights,
+its batch size); ``start`` returns the job's own ``Animation``, holding all
+that one job's audio and frames make (mouth shapes, mel features, rigs).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ class FaceDrive:
     track: int
     # Video frames carry their own mouth movement, which must be removed first.
     close_source: bool = False
-    # Equal keys promise equal frame and landmarks (a still image): the rig is reused.
+    # Equal keys within one job promise equal frame and landmarks (a still image): the rig
+    # is reused.
     rig_key: object | None = None
 
 
@@ -43,15 +49,20 @@ class FrameJob:
     faces: Sequence[FaceDrive]
 
 
+class Animation(Protocol):
+    """One job's animation: made by ``Animator.start``, used by that job only."""
+
+    def animate(self, jobs: Sequence[FrameJob]) -> list[UInt8Array]:
+        """The rendered frames, one per job, in order (new arrays)."""
+
+
 class Animator(Protocol):
     batch_size: int
     device: str
 
-    def prepare(self, tracks: Sequence[FloatArray], fps: float, frames: int) -> None:
-        """Per-track mono audio at ``ANALYSIS_RATE``, aligned to the output timeline."""
-
-    def animate(self, jobs: Sequence[FrameJob]) -> list[UInt8Array]:
-        """The rendered frames, one per job, in order (new arrays)."""
+    def start(self, tracks: Sequence[FloatArray], fps: float, frames: int) -> Animation:
+        """A job's animation from its per-track mono audio at ``ANALYSIS_RATE``, aligned
+        to the output timeline."""
 
 
 @dataclass(frozen=True)
@@ -75,13 +86,17 @@ class BuiltinAnimator:
     batch_size = 1
     device = "cpu"
 
-    def __init__(self) -> None:
-        self._shapes: list[MouthShape] = []
-        self._rigs: dict[object, MouthRig] = {}
+    def start(self, tracks: Sequence[FloatArray], fps: float, frames: int) -> BuiltinAnimation:
+        return BuiltinAnimation(mouth_shapes(tracks, fps, frames))
 
-    def prepare(self, tracks: Sequence[FloatArray], fps: float, frames: int) -> None:
-        self._shapes = mouth_shapes(tracks, fps, frames)
-        self._rigs = {}
+
+class BuiltinAnimation:
+    """One job's mouth shapes per track, and the rigs of its still faces."""
+
+    def __init__(self, shapes: list[MouthShape]) -> None:
+        self._shapes = shapes
+        # Keyed by ``FaceDrive.rig_key``, which is unique within one job only.
+        self._rigs: dict[object, MouthRig] = {}
 
     def animate(self, jobs: Sequence[FrameJob]) -> list[UInt8Array]:
         out = []

@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -21,9 +22,15 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from inference_service.engine.animator import Animator, BuiltinAnimator, FaceDrive, FrameJob
-from inference_service.engine.face_detect import FaceDetector
-from inference_service.engine.face_mesh import FaceLandmarks, FaceMesh
+from inference_service.engine.animator import (
+    Animation,
+    Animator,
+    BuiltinAnimator,
+    FaceDrive,
+    FrameJob,
+)
+from inference_service.engine.face_mesh import FaceLandmarks
+from inference_service.engine.face_models import FaceModelPool, FaceModels
 from inference_service.engine.faces import find_faces, one_face, two_faces
 from inference_service.engine.idle import IdleMotion
 from inference_service.engine.job_audio import (
@@ -35,6 +42,7 @@ from inference_service.engine.job_audio import (
 )
 from inference_service.engine.mask import FrameMask
 from inference_service.engine.render_loop import PostProcess, write_video
+from inference_service.engine.session import RenderSession
 from inference_service.engine.tracker import FaceTracker
 from inference_service.media.encode import DEFAULT_CRF, DEFAULT_PRESET, even_size, frame_count
 from inference_service.media.errors import FaceTooSmallError, MediaError, NoFaceError
@@ -90,12 +98,13 @@ def _check_height(height: int) -> None:
         raise ValueError(f"height must be one of {SUPPORTED_HEIGHTS}, not {height}")
 
 
-def _ms(timings: dict[str, float]) -> dict[str, int]:
-    return {stage: round(seconds * 1000) for stage, seconds in timings.items()}
-
-
 class LipsyncEngine:
-    """BlazeFace + face mesh landmarks, an animator for the mouth (built-in warp by default)."""
+    """BlazeFace + face mesh landmarks, an animator for the mouth (built-in warp by default).
+
+    One engine serves every job of a worker, on several threads at once: it holds
+    settings and what all jobs share (the animator's weights, a pool of face models).
+    Each render keeps its own state in a ``RenderSession`` (``session.py``).
+    """
 
     def __init__(
         self,
@@ -109,7 +118,6 @@ class LipsyncEngine:
         animator: Animator | None = None,
         pingpong_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
-        self._models_dir = models_dir
         self.min_face_px = min_face_px
         self.max_image_side = max_image_side
         self.max_audio_s = max_audio_s
@@ -117,10 +125,9 @@ class LipsyncEngine:
         self.crf = crf
         self.animator: Animator = animator or BuiltinAnimator()
         self.pingpong_cache_bytes = pingpong_cache_bytes
-        self._detector: FaceDetector | None = None
-        self._mesh: FaceMesh | None = None
-        # cv2.dnn networks keep per-call state; a worker may render jobs on several threads.
-        self._models_lock = threading.Lock()
+        self._face_models = FaceModelPool(models_dir)
+        self._ready = False
+        self._setup_lock = threading.Lock()
 
     @property
     def device(self) -> str:
@@ -129,24 +136,32 @@ class LipsyncEngine:
 
     def setup(self) -> None:
         """Load the models once; later calls are no-ops."""
-        with self._models_lock:
-            if self._detector is None:
-                self._detector = FaceDetector(self._models_dir)
-                self._mesh = FaceMesh(self._models_dir)
+        with self._setup_lock:
+            if not self._ready:
+                self._face_models.warm()
                 cv2.setNumThreads(os.cpu_count() or 1)
+                self._ready = True
 
-    def _models(self) -> tuple[FaceDetector, FaceMesh]:
+    @contextmanager
+    def face_models(self) -> Iterator[FaceModels]:
+        """A face detector and mesh that nobody else uses until the ``with`` block ends."""
         self.setup()
-        assert self._detector is not None and self._mesh is not None
-        return self._detector, self._mesh
+        with self._face_models.borrow() as models:
+            yield models
+
+    @contextmanager
+    def _session(self, seed: int | None) -> Iterator[RenderSession]:
+        with self.face_models() as models:
+            yield RenderSession(resolve_seed(seed), models)
 
     def prepare_face(self, image_path: str | Path) -> PreparedFace:
         """Decode the portrait and locate the largest face; raises MediaError subclasses."""
-        detector, mesh = self._models()
+        with self.face_models() as models:
+            return self._prepare_face(models, image_path)
+
+    def _prepare_face(self, models: FaceModels, image_path: str | Path) -> PreparedFace:
         image = load_image_bgr(image_path, self.max_image_side)
-        face = one_face(
-            find_faces(detector, mesh, self._models_lock, image, wanted=1), self.min_face_px
-        )
+        face = one_face(find_faces(models, image, wanted=1), self.min_face_px)
         return PreparedFace(image=image, landmarks=face.landmarks, face_px=round(face.size))
 
     def render_image(
@@ -162,29 +177,26 @@ class LipsyncEngine:
     ) -> RenderResult:
         """Animate the portrait's mouth to the audio; write an H.264/AAC MP4 to ``out_path``."""
         _check_height(height)
-        used_seed = resolve_seed(seed)
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        audio = single_audio(audio_path, self.max_audio_s)
-        timings["decode"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        prepared = self.prepare_face(image_path)
-        frame, points = scale_to_height(prepared.image, prepared.landmarks.points, height)
-        frames = frame_count(audio.duration_s, FPS)
-        mask = self._mask(mask_path, frame)
-        # A masked job keeps everything outside the mask still, so no sway (blinks are masked).
-        idle = (
-            [IdleMotion(frame, points, used_seed, FPS, frames, sway=mask is None)]
-            if idle_motion
-            else []
-        )
-        self.animator.prepare(audio.tracks, FPS, frames)
-        timings["detect"] = time.perf_counter() - started
-        faces = [FaceDrive(points, 0, rig_key=0)]
-        return self._render_still(
-            out_path, frame, faces, audio, frames, idle, mask, timings, used_seed
-        )
+        with self._session(seed) as job:
+            with job.timed("decode"):
+                audio = single_audio(audio_path, self.max_audio_s)
+            with job.timed("detect"):
+                prepared = self._prepare_face(job.models, image_path)
+                frame, points = scale_to_height(prepared.image, prepared.landmarks.points, height)
+                frames = frame_count(audio.duration_s, FPS)
+                mask = self._mask(mask_path, frame)
+                # A masked job keeps everything outside the mask still, so no sway (blinks
+                # are masked).
+                idle = (
+                    [IdleMotion(frame, points, job.seed, FPS, frames, sway=mask is None)]
+                    if idle_motion
+                    else []
+                )
+                animation = self.animator.start(audio.tracks, FPS, frames)
+            faces = [FaceDrive(points, 0, rig_key=0)]
+            return self._render_still(
+                job, out_path, frame, faces, audio, frames, animation, idle, mask
+            )
 
     def render_multi(
         self,
@@ -203,35 +215,30 @@ class LipsyncEngine:
         _check_height(height)
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
-        used_seed = resolve_seed(seed)
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        audio = pair_audio(left_audio_path, right_audio_path, order, self.max_audio_s)
-        timings["decode"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        detector, mesh = self._models()
-        image = load_image_bgr(image_path, self.max_image_side)
-        found = find_faces(detector, mesh, self._models_lock, image, wanted=2)
-        left, right = two_faces(found, self.min_face_px)
-        frame, left_points = scale_to_height(image, left.landmarks.points, height)
-        _, right_points = scale_to_height(image, right.landmarks.points, height)
-        frames = frame_count(audio.duration_s, FPS)
-        mask = self._mask(mask_path, frame)
-        idle = (
-            [
-                IdleMotion(frame, points, used_seed + person, FPS, frames, sway=False)
-                for person, points in enumerate((left_points, right_points))
-            ]
-            if idle_motion
-            else []
-        )
-        self.animator.prepare(audio.tracks, FPS, frames)
-        timings["detect"] = time.perf_counter() - started
-        faces = [FaceDrive(left_points, 0, rig_key=0), FaceDrive(right_points, 1, rig_key=1)]
-        return self._render_still(
-            out_path, frame, faces, audio, frames, idle, mask, timings, used_seed
-        )
+        with self._session(seed) as job:
+            with job.timed("decode"):
+                audio = pair_audio(left_audio_path, right_audio_path, order, self.max_audio_s)
+            with job.timed("detect"):
+                image = load_image_bgr(image_path, self.max_image_side)
+                found = find_faces(job.models, image, wanted=2)
+                left, right = two_faces(found, self.min_face_px)
+                frame, left_points = scale_to_height(image, left.landmarks.points, height)
+                _, right_points = scale_to_height(image, right.landmarks.points, height)
+                frames = frame_count(audio.duration_s, FPS)
+                mask = self._mask(mask_path, frame)
+                idle = (
+                    [
+                        IdleMotion(frame, points, job.seed + person, FPS, frames, sway=False)
+                        for person, points in enumerate((left_points, right_points))
+                    ]
+                    if idle_motion
+                    else []
+                )
+                animation = self.animator.start(audio.tracks, FPS, frames)
+            faces = [FaceDrive(left_points, 0, rig_key=0), FaceDrive(right_points, 1, rig_key=1)]
+            return self._render_still(
+                job, out_path, frame, faces, audio, frames, animation, idle, mask
+            )
 
     def render_video(
         self,
@@ -245,80 +252,79 @@ class LipsyncEngine:
     ) -> RenderResult:
         """Re-animate the tracked face of a video to new audio; lasts exactly the audio."""
         _check_height(height)
-        used_seed = resolve_seed(seed)
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        audio = single_audio(audio_path, self.max_audio_s)
-        reader = VideoReader(video_path, height)
-        detector, mesh = self._models()
-        timings["decode"] = time.perf_counter() - started
-        frames = frame_count(audio.duration_s, reader.fps)
-        self.animator.prepare(audio.tracks, float(reader.fps), frames)
-        mask = self._mask(mask_path, np.zeros((reader.height, reader.width, 3), np.uint8))
-        tracker = FaceTracker(detector, mesh, self._models_lock, float(reader.fps))
-        stats = _TrackStats()
-        jobs = self._video_jobs(reader, frames, tracker, stats, timings)
-        written = write_video(
-            out_path,
-            jobs,
-            audio,
-            animator=self.animator,
-            fps=reader.fps,
-            size=(reader.width, reader.height),
-            post=_video_post(mask),
-            timings=timings,
-            crf=self.crf,
-            preset=self.preset,
-        )
-        if stats.animated == 0:
-            Path(out_path).unlink(missing_ok=True)
-            if stats.largest_px > 0:
-                raise FaceTooSmallError(round(stats.largest_px), self.min_face_px, source="video")
-            raise NoFaceError("no face found in the video")
-        return RenderResult(
-            duration_s=round(audio.duration_s, 3),
-            frames=written,
-            seed=used_seed,
-            width=reader.width,
-            height=reader.height,
-            timings_ms=_ms(timings),
-            fps=round(float(reader.fps), 3),
-            face_frames=stats.animated,
-        )
+        with self._session(seed) as job:
+            with job.timed("decode"):
+                audio = single_audio(audio_path, self.max_audio_s)
+                reader = VideoReader(video_path, height)
+            frames = frame_count(audio.duration_s, reader.fps)
+            animation = self.animator.start(audio.tracks, float(reader.fps), frames)
+            mask = self._mask(mask_path, np.zeros((reader.height, reader.width, 3), np.uint8))
+            tracker = FaceTracker(job.models, float(reader.fps))
+            stats = _TrackStats()
+            written = write_video(
+                out_path,
+                self._video_jobs(reader, frames, tracker, stats, job.timings),
+                audio,
+                animation=animation,
+                batch_size=self.animator.batch_size,
+                fps=reader.fps,
+                size=(reader.width, reader.height),
+                post=_video_post(mask),
+                timings=job.timings,
+                crf=self.crf,
+                preset=self.preset,
+            )
+            if stats.animated == 0:
+                Path(out_path).unlink(missing_ok=True)
+                if stats.largest_px > 0:
+                    raise FaceTooSmallError(
+                        round(stats.largest_px), self.min_face_px, source="video"
+                    )
+                raise NoFaceError("no face found in the video")
+            return RenderResult(
+                duration_s=round(audio.duration_s, 3),
+                frames=written,
+                seed=job.seed,
+                width=reader.width,
+                height=reader.height,
+                timings_ms=job.timings_ms(),
+                fps=round(float(reader.fps), 3),
+                face_frames=stats.animated,
+            )
 
     def _render_still(
         self,
+        job: RenderSession,
         out_path: str | Path,
         frame: UInt8Array,
         faces: list[FaceDrive],
         audio: JobAudio,
         frames: int,
+        animation: Animation,
         idle: list[IdleMotion],
         mask: FrameMask | None,
-        timings: dict[str, float],
-        seed: int,
     ) -> RenderResult:
         """Image and multi modes: the same still frame, ``frames`` times, faces animated."""
-        jobs = (FrameJob(index, frame, faces) for index in range(frames))
         written = write_video(
             out_path,
-            jobs,
+            (FrameJob(index, frame, faces) for index in range(frames)),
             audio,
-            animator=self.animator,
+            animation=animation,
+            batch_size=self.animator.batch_size,
             fps=Fraction(FPS),
             size=(frame.shape[1], frame.shape[0]),
             post=_still_post(idle, mask),
-            timings=timings,
+            timings=job.timings,
             crf=self.crf,
             preset=self.preset,
         )
         return RenderResult(
             duration_s=round(audio.duration_s, 3),
             frames=written,
-            seed=seed,
+            seed=job.seed,
             width=frame.shape[1],
             height=frame.shape[0],
-            timings_ms=_ms(timings),
+            timings_ms=job.timings_ms(),
             fps=float(FPS),
         )
 

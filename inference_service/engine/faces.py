@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from inference_service.engine.face_detect import FaceBox, FaceDetector
-from inference_service.engine.face_mesh import FaceLandmarks, FaceMesh
+from inference_service.engine.face_detect import FaceBox
+from inference_service.engine.face_mesh import FaceLandmarks
+from inference_service.engine.face_models import FaceModels
 from inference_service.media.errors import FaceTooSmallError, MediaError, NoFaceError
 
 UInt8Array = npt.NDArray[np.uint8]
@@ -35,14 +35,7 @@ def _same(a: FaceBox, b: FaceBox) -> bool:
     return distance < SAME_FACE * max(a.size, b.size)
 
 
-def find_faces(
-    detector: FaceDetector,
-    mesh: FaceMesh,
-    lock: threading.Lock,
-    image: UInt8Array,
-    *,
-    wanted: int,
-) -> list[FoundFace]:
+def find_faces(models: FaceModels, image: UInt8Array, *, wanted: int) -> list[FoundFace]:
     """Distinct faces the face mesh confirms, the detector's order (largest first per model).
 
     Stops after ``wanted`` faces. When the whole image holds fewer, each half is
@@ -55,18 +48,17 @@ def find_faces(
     if wanted > 1:
         overlap = width // 10
         regions += [(0, width // 2 + overlap), (width // 2 - overlap, width)]
-    with lock:
-        for x0, x1 in regions:
-            tile = np.ascontiguousarray(image[:, x0:x1])
-            for box in detector.detect(tile)[:MAX_CANDIDATES]:
-                box = _shifted(box, x0)
-                if any(_same(box, face.box) for face in found):
-                    continue
-                landmarks = mesh.landmarks(image, box)
-                if landmarks is not None:
-                    found.append(FoundFace(box, landmarks))
-                if len(found) == wanted:
-                    return found
+    for x0, x1 in regions:
+        tile = np.ascontiguousarray(image[:, x0:x1])
+        for box in models.detector.detect(tile)[:MAX_CANDIDATES]:
+            box = _shifted(box, x0)
+            if any(_same(box, face.box) for face in found):
+                continue
+            landmarks = models.mesh.landmarks(image, box)
+            if landmarks is not None:
+                found.append(FoundFace(box, landmarks))
+            if len(found) == wanted:
+                return found
     return found
 
 

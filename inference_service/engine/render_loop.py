@@ -11,14 +11,14 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from inference_service.engine.animator import Animator, FrameJob
+from inference_service.engine.animator import Animation, FrameJob
 from inference_service.engine.job_audio import AUDIO_RATE, JobAudio
 from inference_service.media.encode import Mp4Writer
 
@@ -30,7 +30,7 @@ PREFETCH = 8
 _DONE = object()
 
 
-def prefetch(jobs: Iterator[FrameJob], depth: int = PREFETCH) -> Iterator[FrameJob]:
+def prefetch(jobs: Iterator[FrameJob], depth: int = PREFETCH) -> Generator[FrameJob, None, None]:
     """Run ``jobs`` on a helper thread, ``depth`` items ahead; re-raises its exceptions."""
     items: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -70,7 +70,8 @@ def write_video(
     jobs: Iterator[FrameJob],
     audio: JobAudio,
     *,
-    animator: Animator,
+    animation: Animation,
+    batch_size: int,
     fps: Fraction,
     size: tuple[int, int],
     post: PostProcess,
@@ -88,27 +89,32 @@ def write_video(
     frames = 0
     render_s = 0.0
     try:
-        with Mp4Writer(
-            out_path,
-            width=width,
-            height=height,
-            fps=fps,
-            audio_rate=AUDIO_RATE,
-            audio_channels=audio.output.shape[0],
-            crf=crf,
-            preset=preset,
-        ) as writer:
+        with (
+            Mp4Writer(
+                out_path,
+                width=width,
+                height=height,
+                fps=fps,
+                audio_rate=AUDIO_RATE,
+                audio_channels=audio.output.shape[0],
+                crf=crf,
+                preset=preset,
+            ) as writer,
+            contextlib.closing(prefetch(jobs)) as ahead,
+        ):
+            # Closed on the way out, not when collected: once this returns or raises, the
+            # helper thread has stopped using the render's state (its face models).
             writer.write_audio(audio.output)
             batch: list[FrameJob] = []
-            for job in prefetch(jobs):
+            for job in ahead:
                 batch.append(job)
-                if len(batch) < animator.batch_size:
+                if len(batch) < batch_size:
                     continue
-                render_s += _flush(batch, animator, post, writer)
+                render_s += _flush(batch, animation, post, writer)
                 frames += len(batch)
                 batch = []
             if batch:
-                render_s += _flush(batch, animator, post, writer)
+                render_s += _flush(batch, animation, post, writer)
                 frames += len(batch)
         timings["encode"] = timings.get("encode", 0.0) + writer.encode_s
     except BaseException:
@@ -120,10 +126,10 @@ def write_video(
 
 
 def _flush(
-    batch: list[FrameJob], animator: Animator, post: PostProcess, writer: Mp4Writer
+    batch: list[FrameJob], animation: Animation, post: PostProcess, writer: Mp4Writer
 ) -> float:
     started = time.perf_counter()
-    rendered = animator.animate(batch)
+    rendered = animation.animate(batch)
     finished = [post(job, frame) for job, frame in zip(batch, rendered, strict=True)]
     render_s = time.perf_counter() - started
     for frame in finished:

@@ -85,11 +85,26 @@ class TorchScriptAnimator:
         if self.device == "cpu":
             torch.set_num_threads(os.cpu_count() or 1)
         self._model = torch.jit.load(str(model_path), map_location=self.device).eval()
-        self._mels: list[FloatArray] = []
-        self._fps = 25.0
 
-    def prepare(self, tracks: Sequence[FloatArray], fps: float, frames: int) -> None:
-        self._mels = [log_mel(track) for track in tracks]
+    def start(self, tracks: Sequence[FloatArray], fps: float, frames: int) -> TorchScriptAnimation:
+        return TorchScriptAnimation(
+            self._model, self.device, [log_mel(track) for track in tracks], fps
+        )
+
+
+class TorchScriptAnimation:
+    """One job's mel features per track, run through the animator's (shared) model.
+
+    A scripted module in ``inference_mode`` keeps no state between calls, so jobs on
+    several threads may call it at once.
+    """
+
+    def __init__(
+        self, model: torch.jit.ScriptModule, device: str, mels: list[FloatArray], fps: float
+    ) -> None:
+        self._model = model
+        self._device = device
+        self._mels = mels
         self._fps = fps
 
     def animate(self, jobs: Sequence[FrameJob]) -> list[UInt8Array]:
@@ -120,8 +135,8 @@ class TorchScriptAnimator:
         assert mels.shape[1:] == (1, N_MELS, MEL_STEP)
         with torch.inference_mode():
             result = self._model(
-                torch.from_numpy(np.ascontiguousarray(faces)).to(self.device),
-                torch.from_numpy(np.ascontiguousarray(mels)).to(self.device),
+                torch.from_numpy(np.ascontiguousarray(faces)).to(self._device),
+                torch.from_numpy(np.ascontiguousarray(mels)).to(self._device),
             )
         generated = result.clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
         for (n, face), matrix, crop in zip(entries, matrices, generated, strict=True):

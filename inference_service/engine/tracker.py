@@ -14,14 +14,13 @@ while it moves fast, so motion does not lag.
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 import numpy.typing as npt
 
 from inference_service.engine import landmarks as lm
-from inference_service.engine.face_detect import FaceBox, FaceDetector
-from inference_service.engine.face_mesh import FaceMesh
+from inference_service.engine.face_detect import FaceBox
+from inference_service.engine.face_models import FaceModels
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
@@ -92,20 +91,14 @@ def calibrate(face: FaceBox, points: FloatArray) -> tuple[float, float, float]:
 
 
 class FaceTracker:
-    """Smoothed 468-point landmarks of one face per frame, or None where there is none."""
+    """Smoothed 468-point landmarks of one face per frame, or None where there is none.
 
-    def __init__(
-        self,
-        detector: FaceDetector,
-        mesh: FaceMesh,
-        lock: threading.Lock,
-        fps: float,
-        *,
-        detect_every: int = DETECT_EVERY,
-    ) -> None:
-        self._detector = detector
-        self._mesh = mesh
-        self._lock = lock
+    One per video render: it holds that video's filter state and last face box.
+    """
+
+    def __init__(self, models: FaceModels, fps: float, *, detect_every: int = DETECT_EVERY) -> None:
+        self._detector = models.detector
+        self._mesh = models.mesh
         self._detect_every = detect_every
         self._filter = OneEuroFilter(fps)
         self._box: FaceBox | None = None
@@ -116,13 +109,12 @@ class FaceTracker:
 
     def update(self, frame: UInt8Array) -> FloatArray | None:
         """Landmarks for this frame (image pixels, smoothed), or None: no face here."""
-        with self._lock:
-            points = None
-            if self._box is not None and self._since_detect < self._detect_every:
-                found = self._mesh.landmarks(frame, self._box)
-                points = None if found is None else found.points
-            if points is None or self._jumped(points):
-                points = self._detect(frame)
+        points = None
+        if self._box is not None and self._since_detect < self._detect_every:
+            found = self._mesh.landmarks(frame, self._box)
+            points = None if found is None else found.points
+        if points is None or self._jumped(points):
+            points = self._detect(frame)
         if points is None:
             self._box = None
             self._filter.reset()

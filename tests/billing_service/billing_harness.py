@@ -14,6 +14,7 @@ from billing_service.packs import DEFAULT_PACKS, parse_packs
 from billing_service.servicer import BillingServicer
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync.jobs.v1 import jobs_pb2
+from tests.job_specs import image_spec
 
 
 @dataclass
@@ -50,8 +51,6 @@ async def running_billing(directory: Path) -> AsyncIterator[BillingHarness]:
 
 
 def image_usage(
-    seconds: float, resolution: billing_pb2.Resolution.ValueType = billing_pb2.RESOLUTION_480P
+    seconds: float, resolution: jobs_pb2.Resolution.ValueType = jobs_pb2.RESOLUTION_480P
 ) -> billing_pb2.Usage:
-    return billing_pb2.Usage(
-        model=jobs_pb2.MODEL_LIPSYNC_IMAGE, resolution=resolution, duration_seconds=[seconds]
-    )
+    return billing_pb2.Usage(spec=image_spec(resolution=resolution), duration_seconds=[seconds])

@@ -5,16 +5,16 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 from nats.js import JetStreamContext
 
-from billing_service.events import EventConsumer, handle_message
-from billing_service.ledger import Ledger
+from billing_service.events import EventConsumer, handle_event
+from billing_service.ledger import Ledger, SettleResult
 from billing_service.store import Balance
 from lipsync.jobs.v1 import events_pb2
 from lipsync_common import jetstream
+from lipsync_common.consumer import Delivery, Reject
 
 ACCOUNT = "acct-1"
 
@@ -33,19 +33,14 @@ def failed(job_id: str) -> events_pb2.JobEvent:
     )
 
 
-@dataclass
-class FakeMsg:
-    data: bytes
-    calls: list[str] = field(default_factory=list)
-
-    async def ack(self) -> None:
-        self.calls.append("ack")
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.calls.append(f"nak:{delay}")
-
-    async def term(self) -> None:
-        self.calls.append("term")
+def delivery(data: bytes) -> Delivery:
+    return Delivery(
+        subject=jetstream.events_subject("job-1"),
+        data=data,
+        attempt=1,
+        max_deliver=None,
+        stream_seq=1,
+    )
 
 
 async def reserved_job(ledger: Ledger) -> str:
@@ -56,16 +51,37 @@ async def reserved_job(ledger: Ledger) -> str:
     return job_id
 
 
+class FlakyLedger:
+    """The real ledger, except that its first capture fails like a lost database."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.failures = 0
+
+    async def capture(self, job_id: str, account_id: str = "") -> SettleResult:
+        if not self.failures:
+            self.failures += 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return await self.ledger.capture(job_id, account_id)
+
+
 @pytest.fixture
-async def consumer(nats_server: str, ledger: Ledger) -> AsyncIterator[JetStreamContext]:
-    """The consumer running against real JetStream; yields a publisher's context."""
-    events = EventConsumer(ledger, nats_server)
+async def js(nats_server: str) -> AsyncIterator[JetStreamContext]:
+    """The service's shared connection, which the consumer and the test publish through."""
+    nc, js = await jetstream.connect(nats_server, "billing-service")
+    await jetstream.ensure_streams(js)
+    yield js
+    await nc.close()
+
+
+@pytest.fixture
+async def consumer(js: JetStreamContext, ledger: Ledger) -> AsyncIterator[JetStreamContext]:
+    """The consumer running against real JetStream; yields the context to publish on."""
+    events = EventConsumer(js, ledger)
     await events.start()
-    nc, js = await jetstream.connect(nats_server, "test-publisher")
     try:
         yield js
     finally:
-        await nc.close()
         await events.stop()
 
 
@@ -82,9 +98,7 @@ async def wait_acknowledged(js: JetStreamContext, seq: int, timeout_s: float = 1
     """Until billing's consumer has acknowledged every message up to `seq`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        info = await js.consumer_info(
-            jetstream.EVENTS_STREAM, jetstream.BILLING_SERVICE_EVENTS.durable
-        )
+        info = await js.consumer_info(jetstream.EVENTS_STREAM, jetstream.BILLING_SERVICE_EVENTS)
         if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= seq:
             return
         await asyncio.sleep(0.02)
@@ -131,28 +145,34 @@ async def test_undecodable_event_is_terminated(consumer: JetStreamContext, ledge
     assert await ledger.balance(ACCOUNT) == Balance(80, 0, 0)
 
 
-async def test_handler_terms_garbage_and_acks_started(ledger: Ledger) -> None:
-    garbage = FakeMsg(b"\xff\xff not protobuf")
-    await handle_message(ledger, garbage)
-    assert garbage.calls == ["term"]
+async def test_handler_rejects_garbage_and_ignores_started(ledger: Ledger) -> None:
+    with pytest.raises(Reject):
+        await handle_event(ledger, delivery(b"\xff\xff not protobuf"))
 
-    no_job = FakeMsg(events_pb2.JobEvent(failed=events_pb2.JobFailed()).SerializeToString())
-    await handle_message(ledger, no_job)
-    assert no_job.calls == ["term"]
+    no_job = events_pb2.JobEvent(failed=events_pb2.JobFailed()).SerializeToString()
+    with pytest.raises(Reject):
+        await handle_event(ledger, delivery(no_job))
 
-    started = FakeMsg(
-        events_pb2.JobEvent(job_id="job-1", started=events_pb2.JobStarted()).SerializeToString()
-    )
-    await handle_message(ledger, started)
-    assert started.calls == ["ack"]
+    started = events_pb2.JobEvent(job_id="job-1", started=events_pb2.JobStarted())
+    await handle_event(ledger, delivery(started.SerializeToString()))
     assert await ledger.entries(ACCOUNT) == []
 
 
-async def test_handler_naks_on_a_database_error() -> None:
-    class BrokenLedger:
-        async def capture(self, job_id: str, account_id: str = "") -> None:
-            raise sqlite3.OperationalError("disk I/O error")
-
-    msg = FakeMsg(completed("job-1").SerializeToString())
-    await handle_message(BrokenLedger(), msg)  # type: ignore[arg-type]
-    assert msg.calls == ["nak:1.0"]
+async def test_a_database_error_is_retried_until_the_job_settles(
+    js: JetStreamContext, ledger: Ledger
+) -> None:
+    flaky = FlakyLedger(ledger)
+    events = EventConsumer(js, flaky)  # type: ignore[arg-type]
+    await events.start()
+    try:
+        job_id = await reserved_job(ledger)
+        last = await publish(js, completed(job_id), f"{job_id}:completed")
+        await wait_acknowledged(js, last)
+    finally:
+        await events.stop()
+    assert flaky.failures == 1
+    info = await js.consumer_info(jetstream.EVENTS_STREAM, jetstream.BILLING_SERVICE_EVENTS)
+    # Delivered again after the failure, then acknowledged.
+    assert info.delivered is not None and info.delivered.consumer_seq == 2
+    assert info.num_ack_pending == 0
+    assert await ledger.balance(ACCOUNT) == Balance(80, 0, 0)

@@ -5,22 +5,18 @@ import math
 import pytest
 
 from billing_service.pricing import PricingError, billed_seconds, price
-from lipsync.billing.v1 import billing_pb2
 from lipsync.jobs.v1 import jobs_pb2
+from tests.job_specs import P480, P720, image_spec, multi_spec, video_spec
 
-IMAGE = jobs_pb2.MODEL_LIPSYNC_IMAGE
-VIDEO = jobs_pb2.MODEL_LIPSYNC_VIDEO
-MULTI = jobs_pb2.MODEL_LIPSYNC_IMAGE_MULTI
-P480 = billing_pb2.RESOLUTION_480P
-P720 = billing_pb2.RESOLUTION_720P
-NO_ORDER = jobs_pb2.ORDER_UNSPECIFIED
+IMAGE = image_spec()
+IMAGE_720 = image_spec(resolution=P720)
 
 
 def test_contract_examples() -> None:
-    assert price(IMAGE, P720, NO_ORDER, [3.0]).credits == 20
-    assert price(IMAGE, P720, NO_ORDER, [3.0]).billed_seconds == 5
-    assert price(IMAGE, P480, NO_ORDER, [10.0]).credits == 20
-    assert price(IMAGE, P480, NO_ORDER, [10.0]).billed_seconds == 10
+    assert price(IMAGE_720, [3.0]).credits == 20
+    assert price(IMAGE_720, [3.0]).billed_seconds == 5
+    assert price(IMAGE, [10.0]).credits == 20
+    assert price(IMAGE, [10.0]).billed_seconds == 10
 
 
 @pytest.mark.parametrize(
@@ -48,16 +44,16 @@ def test_decoder_float_noise_does_not_add_a_second(duration: float) -> None:
 
 
 def test_cap_price_at_720p() -> None:
-    assert price(IMAGE, P720, NO_ORDER, [1234.5]).credits == 600 * 4
+    assert price(IMAGE_720, [1234.5]).credits == 600 * 4
 
 
 def test_empty_durations_cost_the_minimum() -> None:
-    assert price(IMAGE, P480, NO_ORDER, []).credits == 10
-    assert price(MULTI, P720, jobs_pb2.ORDER_MEANWHILE, []).credits == 20
+    assert price(IMAGE, []).credits == 10
+    assert price(multi_spec(jobs_pb2.ORDER_MEANWHILE, resolution=P720), []).credits == 20
 
 
 def test_video_is_priced_by_its_audio() -> None:
-    assert price(VIDEO, P480, NO_ORDER, [12.3]).billed_seconds == 13
+    assert price(video_spec(), [12.3]).billed_seconds == 13
 
 
 @pytest.mark.parametrize(
@@ -72,29 +68,26 @@ def test_video_is_priced_by_its_audio() -> None:
 def test_multi_sums_in_turn_and_takes_the_longer_meanwhile(
     order: jobs_pb2.Order.ValueType, seconds: int
 ) -> None:
-    assert price(MULTI, P480, order, [6.5, 9.7]).billed_seconds == seconds
+    assert price(multi_spec(order), [6.5, 9.7]).billed_seconds == seconds
 
 
 def test_multi_sum_is_capped() -> None:
-    assert price(MULTI, P480, jobs_pb2.ORDER_LEFT_RIGHT, [400, 400]).billed_seconds == 600
+    assert price(multi_spec(jobs_pb2.ORDER_LEFT_RIGHT), [400, 400]).billed_seconds == 600
 
 
 @pytest.mark.parametrize(
-    ("model", "resolution", "durations"),
+    ("spec", "durations"),
     [
-        (jobs_pb2.MODEL_UNSPECIFIED, P480, [3.0]),
-        (IMAGE, billing_pb2.RESOLUTION_UNSPECIFIED, [3.0]),
-        (IMAGE, P480, [3.0, 4.0]),
-        (MULTI, P480, [3.0]),
-        (IMAGE, P480, [-1.0]),
-        (IMAGE, P480, [math.nan]),
-        (IMAGE, P480, [math.inf]),
+        (jobs_pb2.JobSpec(resolution=P480), [3.0]),
+        (image_spec(resolution=jobs_pb2.RESOLUTION_UNSPECIFIED), [3.0]),
+        (IMAGE, [3.0, 4.0]),
+        (multi_spec(), [3.0]),
+        (multi_spec(jobs_pb2.ORDER_MEANWHILE), [3.0]),
+        (IMAGE, [-1.0]),
+        (IMAGE, [math.nan]),
+        (IMAGE, [math.inf]),
     ],
 )
-def test_unpriceable_usage_is_an_error(
-    model: jobs_pb2.Model.ValueType,
-    resolution: billing_pb2.Resolution.ValueType,
-    durations: list[float],
-) -> None:
+def test_unpriceable_usage_is_an_error(spec: jobs_pb2.JobSpec, durations: list[float]) -> None:
     with pytest.raises(PricingError):
-        price(model, resolution, NO_ORDER, durations)
+        price(spec, durations)

@@ -9,6 +9,7 @@ from billing_service.store import Balance
 from lipsync.billing.v1 import billing_pb2
 from lipsync.jobs.v1 import jobs_pb2
 from tests.billing_service.billing_harness import BillingHarness, image_usage
+from tests.job_specs import multi_spec
 
 ACCOUNT = "acct-1"
 
@@ -32,14 +33,11 @@ async def reserve(
 
 async def test_quote_prices_without_charging(billing: BillingHarness) -> None:
     quote = await billing.stub.Quote(
-        billing_pb2.QuoteRequest(usage=image_usage(3.0, billing_pb2.RESOLUTION_720P))
+        billing_pb2.QuoteRequest(usage=image_usage(3.0, jobs_pb2.RESOLUTION_720P))
     )
     assert (quote.billed_seconds, quote.credits) == (5, 20)
     multi = billing_pb2.Usage(
-        model=jobs_pb2.MODEL_LIPSYNC_IMAGE_MULTI,
-        resolution=billing_pb2.RESOLUTION_480P,
-        order=jobs_pb2.ORDER_MEANWHILE,
-        duration_seconds=[4.0, 12.5],
+        spec=multi_spec(jobs_pb2.ORDER_MEANWHILE), duration_seconds=[4.0, 12.5]
     )
     quote = await billing.stub.Quote(billing_pb2.QuoteRequest(usage=multi))
     assert (quote.billed_seconds, quote.credits) == (13, 26)
@@ -69,10 +67,10 @@ async def test_grant_must_be_positive(billing: BillingHarness, amount: int) -> N
 
 async def test_reserve_holds_the_exact_price(billing: BillingHarness) -> None:
     await grant(billing, 100)
-    response = await reserve(billing, "job-1", image_usage(3.0, billing_pb2.RESOLUTION_720P))
+    response = await reserve(billing, "job-1", image_usage(3.0, jobs_pb2.RESOLUTION_720P))
     assert response.outcome == billing_pb2.RESERVE_OUTCOME_RESERVED
     assert (response.billed_seconds, response.credits, response.available_credits) == (5, 20, 100)
-    again = await reserve(billing, "job-1", image_usage(3.0, billing_pb2.RESOLUTION_720P))
+    again = await reserve(billing, "job-1", image_usage(3.0, jobs_pb2.RESOLUTION_720P))
     assert again.outcome == billing_pb2.RESERVE_OUTCOME_RESERVED
     assert again.credits == 20
     assert await billing.ledger.balance(ACCOUNT) == Balance(80, 0, 20)
@@ -116,3 +114,21 @@ async def test_concurrent_reserves_never_overspend(billing: BillingHarness) -> N
     assert await billing.ledger.balance(ACCOUNT) == Balance(0, 0, 100)
     reserves = [e for e in await billing.ledger.entries(ACCOUNT) if e.kind == "reserve"]
     assert len(reserves) == 10
+
+
+async def test_check_funds_compares_the_minimum_charge_with_the_balance(
+    billing: BillingHarness,
+) -> None:
+    # No durations: the minimum charge, 5 s at 720p = 20 credits.
+    usage = billing_pb2.Usage(spec=image_usage(0).spec)
+    usage.spec.resolution = jobs_pb2.RESOLUTION_720P
+    await grant(billing, 19)
+    request = billing_pb2.CheckFundsRequest(account_id=ACCOUNT, usage=usage)
+    short = await billing.stub.CheckFunds(request)
+    assert (short.sufficient, short.credits, short.available_credits) == (False, 20, 19)
+    await grant(billing, 1)
+    enough = await billing.stub.CheckFunds(request)
+    assert (enough.sufficient, enough.available_credits) == (True, 20)
+    # Nothing is held by a check.
+    balance = await billing.stub.GetBalance(billing_pb2.GetBalanceRequest(account_id=ACCOUNT))
+    assert (balance.api_credits, balance.reserved_credits) == (20, 0)

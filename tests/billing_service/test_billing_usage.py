@@ -8,6 +8,7 @@ import pytest
 from billing_service.packs import parse_packs
 from billing_service.servicer import decode_cursor, encode_cursor
 from lipsync.billing.v1 import billing_pb2
+from lipsync.jobs.v1 import jobs_pb2
 from lipsync_common.config import ConfigError
 from tests.billing_service.billing_harness import BillingHarness, image_usage
 
@@ -20,7 +21,7 @@ async def test_usage_lists_entries_newest_first_with_job_details(
         billing_pb2.ReserveRequest(
             job_id="job-1",
             account_id="acct",
-            usage=image_usage(3.2, billing_pb2.RESOLUTION_720P),
+            usage=image_usage(3.2, jobs_pb2.RESOLUTION_720P),
         )
     )
     await billing.ledger.capture("job-1")
@@ -66,6 +67,7 @@ async def test_pricing_lists_rates_limits_and_packs(billing: BillingHarness) -> 
     prices = await billing.stub.GetPricing(billing_pb2.GetPricingRequest())
     assert {r.resolution: r.credits_per_second for r in prices.rates} == {"480p": 2, "720p": 4}
     assert (prices.minimum_seconds, prices.maximum_seconds) == (5, 600)
+    assert "ceil(duration_seconds)" in prices.formula
     first = prices.credit_packs[0]
     assert (first.price_usd, first.credits, first.price_per_credit_usd) == (10, 1000, 0.01)
 

@@ -1,12 +1,13 @@
 """Fixtures: the gateway app over real in-process gRPC servers.
 
-The three services are small in-memory fakes behind real `grpc.aio` servers,
+The four services are small in-memory fakes behind real `grpc.aio` servers,
 so the gateway's channels, stubs, timeouts and status codes are exercised for
 real; the services themselves are tested in their own suites.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from gateway.clients import SERVICE_NAMES, Backends
 from gateway.settings import GatewaySettings
 from lipsync.auth.v1 import auth_pb2, auth_pb2_grpc
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
+from lipsync.inference.v1 import inference_pb2, inference_pb2_grpc
 from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from lipsync_common.credentials import checksum
 
@@ -65,8 +67,8 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
         self, request: billing_pb2.QuoteRequest, context: grpc.aio.ServicerContext
     ) -> billing_pb2.QuoteResponse:
         self.quotes.append(request.usage)
-        rate = 4 if request.usage.resolution == billing_pb2.RESOLUTION_720P else 2
-        seconds = 5  # no durations: the minimum charge
+        rate = 4 if request.usage.spec.resolution == jobs_pb2.RESOLUTION_720P else 2
+        seconds = math.ceil(max([5.0, *request.usage.duration_seconds]))
         return billing_pb2.QuoteResponse(billed_seconds=seconds, credits=seconds * rate)
 
     async def GetBalance(
@@ -80,8 +82,9 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
     jobs: dict[str, jobs_pb2.Job] = field(default_factory=dict)
     created: list[jobs_pb2.CreateJobRequest] = field(default_factory=list)
     idempotency: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-    # When set, CreateJob answers as if the account were at its processing cap.
-    at_processing_cap: bool = False
+    # When set, CreateJob refuses with this status and message, as job_service
+    # does for an account at its processing cap or short of credits.
+    refusal: tuple[grpc.StatusCode, str] | None = None
 
     def add(self, job: jobs_pb2.Job) -> jobs_pb2.Job:
         self.jobs[job.id] = job
@@ -91,8 +94,8 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.CreateJobResponse:
         self.created.append(request)
-        if self.at_processing_cap:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many processing")
+        if self.refusal is not None:
+            await context.abort(*self.refusal)
         slot = (request.account_id, request.idempotency_key)
         if request.idempotency_key and slot in self.idempotency:
             fingerprint, job_id = self.idempotency[slot]
@@ -103,9 +106,8 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
             jobs_pb2.Job(
                 id=str(uuid.uuid4()),
                 account_id=request.account_id,
-                model=request.model,
                 status=jobs_pb2.JOB_STATUS_PROCESSING,
-                form_state=request.form_state,
+                spec=request.spec,
                 webhook=request.webhook,
             )
         )
@@ -123,12 +125,30 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
 
 
 @dataclass
+class FakeInference(inference_pb2_grpc.InferenceServiceServicer):
+    """Probes by answering the durations it is told; `unreadable` refuses the media."""
+
+    durations: list[float] = field(default_factory=lambda: [7.5])
+    probed: list[inference_pb2.ProbeDurationsRequest] = field(default_factory=list)
+    unreadable: str = ""
+
+    async def ProbeDurations(
+        self, request: inference_pb2.ProbeDurationsRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ProbeDurationsResponse:
+        self.probed.append(request)
+        if self.unreadable:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, self.unreadable)
+        return inference_pb2.ProbeDurationsResponse(duration_seconds=self.durations)
+
+
+@dataclass
 class FakeStack:
-    """Three gRPC servers, one per service, each with its health service."""
+    """Four gRPC servers, one per service, each with its health service."""
 
     auth: FakeAuth
     billing: FakeBilling
     jobs: FakeJobs
+    inference: FakeInference
     servers: dict[str, grpc.aio.Server]
     ports: dict[str, int]
     health: dict[str, health.aio.HealthServicer]
@@ -145,7 +165,8 @@ async def _serve(
     register(servicer, server)  # type: ignore[operator]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    await health_servicer.set(SERVICE_NAMES[name], health_pb2.HealthCheckResponse.SERVING)
+    if name in SERVICE_NAMES:  # inference stays out of readiness
+        await health_servicer.set(SERVICE_NAMES[name], health_pb2.HealthCheckResponse.SERVING)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, port, health_servicer
@@ -153,11 +174,17 @@ async def _serve(
 
 @pytest.fixture
 async def stack() -> AsyncIterator[FakeStack]:
-    fakes = {"auth": FakeAuth(), "billing": FakeBilling(), "jobs": FakeJobs()}
+    fakes = {
+        "auth": FakeAuth(),
+        "billing": FakeBilling(),
+        "jobs": FakeJobs(),
+        "inference": FakeInference(),
+    }
     registers = {
         "auth": auth_pb2_grpc.add_AuthServiceServicer_to_server,
         "billing": billing_pb2_grpc.add_BillingServiceServicer_to_server,
         "jobs": jobs_pb2_grpc.add_JobServiceServicer_to_server,
+        "inference": inference_pb2_grpc.add_InferenceServiceServicer_to_server,
     }
     servers, ports, healths = {}, {}, {}
     for name, fake in fakes.items():
@@ -169,6 +196,7 @@ async def stack() -> AsyncIterator[FakeStack]:
         auth=fakes["auth"],  # type: ignore[arg-type]
         billing=fakes["billing"],  # type: ignore[arg-type]
         jobs=fakes["jobs"],  # type: ignore[arg-type]
+        inference=fakes["inference"],  # type: ignore[arg-type]
         servers=servers,
         ports=ports,
         health=healths,

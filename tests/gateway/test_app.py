@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import grpc
 import httpx
 import pytest
 
@@ -61,7 +62,10 @@ async def test_payment_and_conflict_errors_are_problem_json(
     conflict = await client.post("/api/v1/lipsync-image", content=changed, headers=headers)
     assert conflict.status_code == 409
     assert conflict.headers["content-type"] == "application/problem+json"
-    stack.billing.balances["acct-1"] = 3
+    stack.jobs.refusal = (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "insufficient credits: need 10, have 3",
+    )
     payment = await client.post("/api/v1/lipsync-image", content=body, headers=AUTH_HEADERS)
     assert payment.status_code == 402
     assert payment.headers["content-type"] == "application/problem+json"

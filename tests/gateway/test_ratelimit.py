@@ -59,16 +59,3 @@ async def test_app_answers_429_per_key(
         assert int(limited.headers["Retry-After"]) >= 1
         other = await http.get(JOB, headers={"Authorization": f"Bearer {OTHER_KEY}"})
         assert other.status_code == 404
-
-
-async def test_jobs_carry_the_cap_and_an_account_at_its_cap_gets_429(
-    client: httpx.AsyncClient, stack: FakeStack
-) -> None:
-    body = {"formState": {"image": "https://x.example/i.png", "audio": "https://x.example/a.wav"}}
-    accepted = await client.post("/api/v1/lipsync-image", json=body, headers=AUTH_HEADERS)
-    assert accepted.status_code == 202
-    assert stack.jobs.created[-1].max_processing_jobs == 10
-    stack.jobs.at_processing_cap = True
-    refused = await client.post("/api/v1/lipsync-image", json=body, headers=AUTH_HEADERS)
-    assert_problem(refused, 429, "too_many_processing_jobs")
-    assert refused.headers["Retry-After"] == "10"

@@ -9,6 +9,7 @@ import grpc
 import httpx
 import pytest
 
+from billing_service import pricing
 from gateway.app import create_app
 from gateway.clients import Backends
 from gateway.settings import GatewaySettings
@@ -92,7 +93,10 @@ async def test_signup_login_create_list_and_revoke_a_key(api: httpx.AsyncClient)
 async def test_signup_errors(api: httpx.AsyncClient) -> None:
     short = await api.post("/api/v1/auth/signup", json={"email": "a@example.com", "password": "x"})
     body = assert_problem(short, 422, "invalid_parameter")
-    assert body["errors"][0]["field"] == "password"
+    # The rule and its message are auth's; the gateway names the field.
+    assert body["errors"] == [
+        {"field": "password", "message": "password must be at least 10 characters"}
+    ]
     bad_email = await api.post("/api/v1/auth/signup", json={"email": "nope", "password": PASSWORD})
     assert assert_problem(bad_email, 422, "invalid_parameter")["errors"][0]["field"] == "email"
     await session(api)
@@ -100,6 +104,33 @@ async def test_signup_errors(api: httpx.AsyncClient) -> None:
         "/api/v1/auth/signup", json={"email": "ADA@example.com", "password": PASSWORD}
     )
     assert_problem(again, 409, "email_taken")
+
+
+async def test_account_bodies_are_checked_by_their_documented_models(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.post("/api/v1/auth/signup", json={"email": "", "pin": 1234})
+    assert assert_problem(response, 422, "invalid_parameter")["errors"] == [
+        {"field": "email", "message": "email is required"},
+        {"field": "password", "message": "password is required"},
+        {"field": "pin", "message": "pin is an unknown parameter"},
+    ]
+    response = await api.post("/api/v1/auth/login", json={"email": 1, "password": PASSWORD})
+    assert assert_problem(response, 422, "invalid_parameter")["errors"] == [
+        {"field": "email", "message": "email must be a string"}
+    ]
+
+
+async def test_key_name_rule_is_auths(api: httpx.AsyncClient) -> None:
+    _, token = await session(api)
+    long = await api.post("/api/v1/keys", json={"name": "n" * 101}, headers=bearer(token))
+    assert assert_problem(long, 422, "invalid_parameter")["errors"] == [
+        {"field": "name", "message": "name must be at most 100 characters"}
+    ]
+    not_text = await api.post("/api/v1/keys", json={"name": 7}, headers=bearer(token))
+    assert assert_problem(not_text, 422, "invalid_parameter")["errors"][0]["field"] == "name"
+    fine = await api.post("/api/v1/keys", json={"name": "n" * 100}, headers=bearer(token))
+    assert fine.status_code == 201
 
 
 async def test_login_failures_look_alike(api: httpx.AsyncClient) -> None:
@@ -182,6 +213,7 @@ async def test_pricing_is_public(api: httpx.AsyncClient) -> None:
     body = response.json()
     assert body["minimum_seconds"] == 5 and body["maximum_seconds"] == 600
     assert {"resolution": "720p", "credits_per_second": 4} in body["rates"]
+    assert body["formula"] == pricing.FORMULA  # billing's own description
     assert body["credit_packs"][0] == {
         "price_usd": 10,
         "credits": 1000,

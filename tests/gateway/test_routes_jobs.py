@@ -1,14 +1,14 @@
-"""Job endpoints over real gRPC servers: auth, validation, credits, creation, reads."""
+"""Job endpoints over real gRPC servers: auth, validation, job_service's refusals, reads."""
 
 from __future__ import annotations
 
 import json
 import uuid
 
+import grpc
 import httpx
 import pytest
 
-from lipsync.billing.v1 import billing_pb2
 from lipsync.jobs.v1 import jobs_pb2
 from tests.gateway.conftest import (
     ACCOUNT,
@@ -49,13 +49,15 @@ async def test_create_image_job(client: httpx.AsyncClient, stack: FakeStack) -> 
 
     [created] = stack.jobs.created
     assert created.account_id == ACCOUNT
-    assert created.model == jobs_pb2.MODEL_LIPSYNC_IMAGE
-    assert created.form_state == jobs_pb2.FormState(
-        image="https://cdn.example.com/face.png",
-        audio="https://cdn.example.com/voice.mp3",
-        resolution="480p",
+    assert created.spec == jobs_pb2.JobSpec(
+        lipsync_image=jobs_pb2.LipsyncImageInputs(
+            image="https://cdn.example.com/face.png", audio="https://cdn.example.com/voice.mp3"
+        ),
+        resolution=jobs_pb2.RESOLUTION_480P,
     )
     assert len(created.request_fingerprint) == 64
+    # The funds check is job_service's (it asks billing); the gateway asks nobody.
+    assert stack.billing.quotes == []
 
 
 async def test_create_multi_job_passes_order_model_and_seed(
@@ -75,19 +77,12 @@ async def test_create_multi_job_passes_order_model_and_seed(
     response = await post(client, "lipsync-image-multi", body, {"Idempotency-Key": "abc"})
     assert response.status_code == 202
     [created] = stack.jobs.created
-    assert created.model == jobs_pb2.MODEL_LIPSYNC_IMAGE_MULTI
-    assert created.form_state.order == jobs_pb2.ORDER_MEANWHILE
-    assert created.form_state.resolution == "720p"
-    assert created.form_state.seed == 7
+    assert created.spec.WhichOneof("inputs") == "lipsync_image_multi"
+    assert created.spec.lipsync_image_multi.order == jobs_pb2.ORDER_MEANWHILE
+    assert created.spec.resolution == jobs_pb2.RESOLUTION_720P
+    assert created.spec.seed == 7
     assert created.webhook == "https://hooks.example.com/done"
     assert created.idempotency_key == "abc"
-    [usage] = stack.billing.quotes
-    assert usage == billing_pb2.Usage(
-        model=jobs_pb2.MODEL_LIPSYNC_IMAGE_MULTI,
-        resolution=billing_pb2.RESOLUTION_720P,
-        order=jobs_pb2.ORDER_MEANWHILE,
-    )
-    assert list(usage.duration_seconds) == []
 
 
 async def test_create_video_job(client: httpx.AsyncClient, stack: FakeStack) -> None:
@@ -99,29 +94,31 @@ async def test_create_video_job(client: httpx.AsyncClient, stack: FakeStack) -> 
     }
     response = await post(client, "lipsync-video", body)
     assert response.status_code == 202
-    assert stack.jobs.created[0].model == jobs_pb2.MODEL_LIPSYNC_VIDEO
-    assert stack.jobs.created[0].form_state.video == "https://c.example.com/v.mp4"
+    assert stack.jobs.created[0].spec.lipsync_video == jobs_pb2.LipsyncVideoInputs(
+        video="https://c.example.com/v.mp4", audio="https://c.example.com/a.wav"
+    )
 
 
-async def test_insufficient_credits(client: httpx.AsyncClient, stack: FakeStack) -> None:
-    stack.billing.balances[ACCOUNT] = 0
-    response = await post(client, "lipsync-image", IMAGE_BODY)
-    body = assert_problem(response, 402, "insufficient_credits")
-    assert body["detail"] == "insufficient credits: need 10, have 0"
-    assert body["title"] == "Payment Required"
-    assert stack.jobs.created == []
-
-
-async def test_credits_check_uses_the_resolution_rate(
+async def test_insufficient_credits_is_job_services_answer(
     client: httpx.AsyncClient, stack: FakeStack
 ) -> None:
-    stack.billing.balances[ACCOUNT] = 10
-    assert (await post(client, "lipsync-image", IMAGE_BODY)).status_code == 202
-    body = {"formState": {**IMAGE_BODY["formState"], "resolution": "720p"}}
-    response = await post(client, "lipsync-image", body)
-    assert assert_problem(response, 402, "insufficient_credits")["detail"] == (
-        "insufficient credits: need 20, have 10"
-    )
+    shortfall = "insufficient credits: need 10, have 0"
+    stack.jobs.refusal = (grpc.StatusCode.FAILED_PRECONDITION, shortfall)
+    response = await post(client, "lipsync-image", IMAGE_BODY)
+    body = assert_problem(response, 402, "insufficient_credits")
+    assert body["detail"] == shortfall
+    assert body["title"] == "Payment Required"
+
+
+async def test_an_account_at_its_processing_cap_gets_429(
+    client: httpx.AsyncClient, stack: FakeStack
+) -> None:
+    reason = "the account already has 10 jobs in processing"
+    stack.jobs.refusal = (grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
+    response = await post(client, "lipsync-image", IMAGE_BODY)
+    body = assert_problem(response, 429, "too_many_processing_jobs")
+    assert body["detail"] == f"{reason}; wait for one to finish"
+    assert response.headers["Retry-After"] == "10"
 
 
 async def test_same_idempotency_key_and_body_returns_the_same_job(
@@ -202,6 +199,7 @@ async def test_validation_errors_are_listed_with_contract_field_names(
         "formState.seed",
         "formState.style",
     ]
+    assert problem["errors"][-1]["message"] == "formState.style is an unknown parameter"
     assert problem["detail"] == problem["errors"][0]["message"]
     assert stack.jobs.created == []
 
@@ -247,12 +245,14 @@ async def test_authentication_comes_before_body_checks(client: httpx.AsyncClient
     assert_problem(response, 401, "unauthorized")
 
 
-async def test_billing_down_is_a_503(client: httpx.AsyncClient, stack: FakeStack) -> None:
-    await stack.stop("billing")
+async def test_billing_down_behind_job_service_is_a_503(
+    client: httpx.AsyncClient, stack: FakeStack
+) -> None:
+    stack.jobs.refusal = (grpc.StatusCode.UNAVAILABLE, "billing is unavailable")
     response = await post(client, "lipsync-image", IMAGE_BODY)
     body = assert_problem(response, 503, "service_unavailable")
     assert "Traceback" not in response.text
-    assert body["detail"] == "the billing service is unavailable; retry shortly"
+    assert body["detail"] == "the jobs service is unavailable; retry shortly"
 
 
 async def test_jobs_down_is_a_503(client: httpx.AsyncClient, stack: FakeStack) -> None:
@@ -268,7 +268,7 @@ async def test_get_job_answers_the_public_job_json(
     job = jobs_pb2.Job(
         id=str(uuid.uuid4()),
         account_id=ACCOUNT,
-        model=jobs_pb2.MODEL_LIPSYNC_IMAGE,
+        spec=jobs_pb2.JobSpec(lipsync_image=jobs_pb2.LipsyncImageInputs(image="https://i/x")),
         status=jobs_pb2.JOB_STATUS_COMPLETED,
         output_url="http://testserver/files/x.mp4?expires=1&sig=s",
         execution_time_ms=1234,

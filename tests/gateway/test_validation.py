@@ -1,4 +1,4 @@
-"""Job body validation: field names, all errors at once, the proto it builds."""
+"""Job body validation: field names, all errors at once, the JobSpec it builds."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from gateway.validation import (
     fingerprint,
     parse_json_object,
     read_body,
+    validate_estimate,
     validate_job_request,
 )
 from lipsync.jobs.v1 import jobs_pb2
@@ -38,14 +39,13 @@ def field_errors(endpoint: str, body: dict[str, Any], **kwargs: Any) -> dict[str
     return {error.field: error.message for error in problem.errors}
 
 
-def test_video_request_maps_to_form_state_with_defaults() -> None:
+def test_video_request_maps_to_a_spec_with_defaults() -> None:
     job = validate("lipsync-video", {"formState": {"video": VIDEO, "audio": AUDIO}})
-    assert job.model == jobs_pb2.MODEL_LIPSYNC_VIDEO
-    assert job.form_state.video == VIDEO
-    assert job.form_state.audio == AUDIO
-    assert job.form_state.resolution == "480p"
-    assert job.form_state.order == jobs_pb2.ORDER_UNSPECIFIED
-    assert not job.form_state.HasField("seed")
+    assert job.spec == jobs_pb2.JobSpec(
+        lipsync_video=jobs_pb2.LipsyncVideoInputs(video=VIDEO, audio=AUDIO),
+        resolution=jobs_pb2.RESOLUTION_480P,
+    )
+    assert not job.spec.HasField("seed")
     assert job.webhook == ""
     assert job.idempotency_key == ""
 
@@ -63,12 +63,13 @@ def test_image_request_keeps_every_common_field() -> None:
         },
     }
     job = validate("lipsync-image", body, key="retry-1")
-    assert job.model == jobs_pb2.MODEL_LIPSYNC_IMAGE
-    assert job.form_state.image == IMAGE
-    assert job.form_state.resolution == "720p"
-    assert job.form_state.mask_image == "http://cdn.example.com/mask.png"
-    assert job.form_state.prompt == "smile"
-    assert job.form_state.seed == 42
+    assert job.spec == jobs_pb2.JobSpec(
+        lipsync_image=jobs_pb2.LipsyncImageInputs(image=IMAGE, audio=AUDIO),
+        resolution=jobs_pb2.RESOLUTION_720P,
+        mask_image="http://cdn.example.com/mask.png",
+        prompt="smile",
+        seed=42,
+    )
     assert job.webhook == "https://hooks.example.com/x"
     assert job.idempotency_key == "retry-1"
 
@@ -87,19 +88,20 @@ def test_multi_order_defaults_to_left_right(order: str | None, expected: int) ->
     if order is not None:
         form["order"] = order
     job = validate("lipsync-image-multi", {"formState": form})
-    assert job.model == jobs_pb2.MODEL_LIPSYNC_IMAGE_MULTI
-    assert job.form_state.order == expected
+    assert job.spec.WhichOneof("inputs") == "lipsync_image_multi"
+    assert job.spec.lipsync_image_multi.order == expected
+    assert job.spec.lipsync_image_multi.left_audio == AUDIO
 
 
 def test_seed_minus_one_means_random() -> None:
     job = validate("lipsync-image", {"formState": {"image": IMAGE, "audio": AUDIO, "seed": -1}})
-    assert not job.form_state.HasField("seed")
+    assert not job.spec.HasField("seed")
 
 
 @pytest.mark.parametrize("seed", [0, 2**63 - 1])
 def test_seed_range_bounds_are_accepted(seed: int) -> None:
     job = validate("lipsync-image", {"formState": {"image": IMAGE, "audio": AUDIO, "seed": seed}})
-    assert job.form_state.seed == seed
+    assert job.spec.seed == seed
 
 
 def test_null_and_empty_optional_fields_count_as_absent() -> None:
@@ -109,8 +111,16 @@ def test_null_and_empty_optional_fields_count_as_absent() -> None:
     }
     job = validate("lipsync-image", body)
     assert job.webhook == ""
-    assert job.form_state.mask_image == ""
-    assert not job.form_state.HasField("seed")
+    assert job.spec.mask_image == ""
+    assert not job.spec.HasField("seed")
+
+
+def test_null_or_empty_required_media_is_missing() -> None:
+    errors = field_errors("lipsync-image", {"formState": {"image": None, "audio": ""}})
+    assert errors == {
+        "formState.image": "formState.image is required",
+        "formState.audio": "formState.audio is required",
+    }
 
 
 def test_missing_audio_is_named() -> None:
@@ -140,8 +150,7 @@ def test_seed_out_of_range(seed: int) -> None:
     errors = field_errors(
         "lipsync-image", {"formState": {"image": IMAGE, "audio": AUDIO, "seed": seed}}
     )
-    assert list(errors) == ["formState.seed"]
-    assert "between 0 and" in errors["formState.seed"]
+    assert errors == {"formState.seed": f"formState.seed must be -1 or between 0 and {2**63 - 1}"}
 
 
 @pytest.mark.parametrize("resolution", ["1080p", "480", 480, "", True])
@@ -155,7 +164,9 @@ def test_bad_resolution(resolution: object) -> None:
 def test_bad_order(order: object) -> None:
     form = {"image": IMAGE, "left_audio": AUDIO, "right_audio": AUDIO, "order": order}
     errors = field_errors("lipsync-image-multi", {"formState": form})
-    assert list(errors) == ["formState.order"]
+    assert errors == {
+        "formState.order": 'formState.order must be "left_right", "right_left" or "meanwhile"'
+    }
 
 
 def test_order_is_unknown_outside_multi() -> None:
@@ -201,9 +212,10 @@ def test_media_url_length_is_bounded() -> None:
 
 def test_prompt_is_a_bounded_string() -> None:
     form = {"image": IMAGE, "audio": AUDIO, "prompt": "x" * 2000}
-    assert validate("lipsync-image", {"formState": form}).form_state.prompt == "x" * 2000
+    assert validate("lipsync-image", {"formState": form}).spec.prompt == "x" * 2000
     form["prompt"] = "x" * 2001
-    assert list(field_errors("lipsync-image", {"formState": form})) == ["formState.prompt"]
+    errors = field_errors("lipsync-image", {"formState": form})
+    assert errors == {"formState.prompt": "formState.prompt must be at most 2000 characters"}
     form["prompt"] = 7
     errors = field_errors("lipsync-image", {"formState": form})
     assert errors == {"formState.prompt": "formState.prompt must be a string"}
@@ -220,7 +232,8 @@ def test_http_webhook_is_refused_by_default() -> None:
 )
 def test_private_webhook_is_refused_by_default(webhook: str) -> None:
     body = {"webhook": webhook, "formState": {"image": IMAGE, "audio": AUDIO}}
-    assert list(field_errors("lipsync-image", body)) == ["webhook"]
+    errors = field_errors("lipsync-image", body)
+    assert errors == {"webhook": "webhook must not point to a private or local address"}
 
 
 def test_operator_may_allow_http_and_private_webhooks() -> None:
@@ -234,7 +247,9 @@ def test_webhook_must_be_a_url(webhook: object) -> None:
     assert list(field_errors("lipsync-image", body, private=True)) == ["webhook"]
 
 
-def test_every_field_error_is_listed_at_once() -> None:
+def test_every_field_error_is_listed_at_once_in_schema_order() -> None:
+    # The header first, then the body's fields in the order of its schema (a
+    # model's inputs before the common options), unknown fields last at each level.
     body = {
         "webhook": "http://hooks.example.com",
         "extra": 1,
@@ -243,13 +258,13 @@ def test_every_field_error_is_listed_at_once() -> None:
     errors = field_errors("lipsync-video", body, key="")
     assert list(errors) == [
         "Idempotency-Key",
-        "extra",
         "webhook",
         "formState.video",
         "formState.audio",
         "formState.resolution",
         "formState.seed",
         "formState.foo",
+        "extra",
     ]
 
 
@@ -332,3 +347,45 @@ async def test_read_body_counts_the_bytes_of_a_chunked_body() -> None:
     with pytest.raises(Problem) as caught:
         await read_body(_request(chunks, None))
     assert caught.value.status == 413
+
+
+def estimate_errors(body: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(Problem) as caught:
+        validate_estimate(body, allow_private_urls=False)
+    assert caught.value.status == 422
+    return {error.field: error.message for error in caught.value.errors}
+
+
+def test_estimate_body_becomes_the_spec_of_its_model() -> None:
+    form = {"image": IMAGE, "left_audio": AUDIO, "right_audio": AUDIO, "resolution": "720p"}
+    spec = validate_estimate(
+        {"model": "lipsync-image-multi", "formState": form}, allow_private_urls=False
+    )
+    assert spec == jobs_pb2.JobSpec(
+        lipsync_image_multi=jobs_pb2.LipsyncImageMultiInputs(
+            image=IMAGE, left_audio=AUDIO, right_audio=AUDIO, order=jobs_pb2.ORDER_LEFT_RIGHT
+        ),
+        resolution=jobs_pb2.RESOLUTION_720P,
+    )
+
+
+@pytest.mark.parametrize("model", [None, "lipsync-audio", 3])
+def test_estimate_needs_a_known_model(model: object) -> None:
+    body = {"formState": {"image": IMAGE, "audio": AUDIO}}
+    if model is not None:
+        body["model"] = model
+    assert estimate_errors(body) == {
+        "model": "model must be one of lipsync-video, lipsync-image, lipsync-image-multi"
+    }
+
+
+def test_estimate_errors_name_the_fields_of_the_job_body_and_refuse_a_webhook() -> None:
+    body = {
+        "model": "lipsync-image",
+        "webhook": "https://hooks.example.com/x",
+        "formState": {"image": IMAGE},
+    }
+    assert estimate_errors(body) == {
+        "formState.audio": "formState.audio is required",
+        "webhook": "webhook is an unknown parameter",
+    }

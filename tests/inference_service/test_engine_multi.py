@@ -34,9 +34,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 
 
 def _mouth_boxes(engine: LipsyncEngine, image: Path) -> list[tuple[slice, slice]]:
-    detector, mesh = engine._models()
     source = load_image_bgr(image)
-    faces = two_faces(find_faces(detector, mesh, engine._models_lock, source, wanted=2), 64)
+    with engine.face_models() as models:
+        faces = two_faces(find_faces(models, source, wanted=2), 64)
     boxes = []
     for face in faces:
         frame, points = scale_to_height(source, face.landmarks.points, 480)

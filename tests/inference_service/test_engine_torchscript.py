@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from inference_service.engine import LipsyncEngine
+from inference_service.engine import LipsyncEngine, RenderResult
 from inference_service.engine.mel import MEL_STEP, N_MELS, log_mel, mel_filterbank, mel_window
 from inference_service.engine.selection import EngineConfigError, build_engine
 from inference_service.engine.torchscript import TorchScriptAnimator
 from inference_service.media import probe_output
+from tests.inference_service.test_engine_threads import render_alone_and_together
 from tests.media_fixtures import decode_frames, portrait_path, write_speech_wav, write_talking_video
 
 
@@ -109,6 +110,22 @@ def test_batches_give_the_same_frames_as_single_frames(model_path: Path, tmp_pat
         engine.render_image(str(portrait_path()), str(audio), str(out), height=480, seed=2)
         outputs.append(decode_frames(out))
     assert all(np.array_equal(a, b) for a, b in zip(*outputs, strict=True))
+
+
+def test_two_jobs_at_once_render_as_they_do_one_after_the_other(
+    engine: LipsyncEngine, tmp_path: Path
+) -> None:
+    # The model is shared; each job's mel features are its own.
+    speech = write_speech_wav(tmp_path / "speech.wav", 1.0)
+    late = write_speech_wav(tmp_path / "late.wav", 1.0, silence_head=0.5)
+
+    def first(out: Path) -> RenderResult:
+        return engine.render_image(portrait_path(), speech, out, height=480, seed=1)
+
+    def second(out: Path) -> RenderResult:
+        return engine.render_image(portrait_path(), late, out, height=480, seed=2)
+
+    render_alone_and_together([first, second], tmp_path)
 
 
 def test_a_missing_model_is_an_operator_error(tmp_path: Path) -> None:

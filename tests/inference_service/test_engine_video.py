@@ -78,16 +78,15 @@ def test_a_long_video_is_cut_to_the_audio(
     assert abs(probe_output(out).duration_s - 1.0) <= 1 / FPS
 
 
-def test_the_original_mouth_motion_is_suppressed_in_silence(render: Render, video: Path) -> None:
+def test_the_original_mouth_motion_is_suppressed_in_silence(
+    engine: LipsyncEngine, render: Render, video: Path
+) -> None:
     from inference_service.engine.tracker import FaceTracker
 
-    engine = LipsyncEngine()
-    engine.setup()
-    detector, mesh = engine._models()
-
     def gaps(frames: list[np.ndarray]) -> np.ndarray:
-        tracker = FaceTracker(detector, mesh, engine._models_lock, FPS)
-        points = [tracker.update(frame) for frame in frames]
+        with engine.face_models() as models:
+            tracker = FaceTracker(models, FPS)
+            points = [tracker.update(frame) for frame in frames]
         return np.array([np.linalg.norm(p[14] - p[13]) for p in points if p is not None])
 
     silent = round(HEAD * FPS) - 2

@@ -17,6 +17,7 @@ from inference_service.pipeline import Pipeline
 from inference_service.settings import Limits, WorkerSettings
 from inference_service.storage import ResultStore
 from lipsync.jobs.v1 import jobs_pb2
+from tests.job_specs import image_spec, multi_spec, video_spec
 from tests.media_fixtures import write_garbage, write_speech_wav
 
 
@@ -65,12 +66,12 @@ async def test_durations_of_a_conversation_are_left_then_right(
     folder, base = served
     write_speech_wav(folder / "l.wav", 1.5)
     write_speech_wav(folder / "r.wav", 0.5)
-    form = jobs_pb2.FormState(
+    spec = multi_spec(
         image=f"{base}/missing.png", left_audio=f"{base}/l.wav", right_audio=f"{base}/r.wav"
     )
     async with httpx.AsyncClient() as http:
         pipeline = _pipeline(tmp_path, http)
-        durations = await pipeline.probe_durations(jobs_pb2.MODEL_LIPSYNC_IMAGE_MULTI, form)
+        durations = await pipeline.probe_durations(spec)
     assert durations == pytest.approx([1.5, 0.5], abs=0.01)
     assert not any((tmp_path / "work").iterdir())  # nothing left behind
 
@@ -78,11 +79,9 @@ async def test_durations_of_a_conversation_are_left_then_right(
 async def test_a_video_job_is_priced_by_its_audio(served: tuple[Path, str], tmp_path: Path) -> None:
     folder, base = served
     write_speech_wav(folder / "a.wav", 2.0)
-    form = jobs_pb2.FormState(video=f"{base}/never-fetched.mp4", audio=f"{base}/a.wav")
+    spec = video_spec(video=f"{base}/never-fetched.mp4", audio=f"{base}/a.wav")
     async with httpx.AsyncClient() as http:
-        durations = await _pipeline(tmp_path, http).probe_durations(
-            jobs_pb2.MODEL_LIPSYNC_VIDEO, form
-        )
+        durations = await _pipeline(tmp_path, http).probe_durations(spec)
     assert durations == pytest.approx([2.0], abs=0.01)
 
 
@@ -91,7 +90,13 @@ async def test_undecodable_audio_is_a_user_failure(
 ) -> None:
     folder, base = served
     write_garbage(folder / "a.mp3")
-    form = jobs_pb2.FormState(image=f"{base}/x.png", audio=f"{base}/a.mp3")
+    spec = image_spec(image=f"{base}/x.png", audio=f"{base}/a.mp3")
     async with httpx.AsyncClient() as http:
         with pytest.raises(JobFailure, match="audio could not be decoded"):
-            await _pipeline(tmp_path, http).probe_durations(jobs_pb2.MODEL_LIPSYNC_IMAGE, form)
+            await _pipeline(tmp_path, http).probe_durations(spec)
+
+
+async def test_a_spec_without_a_model_is_a_user_failure(tmp_path: Path) -> None:
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(JobFailure, match="unknown model"):
+            await _pipeline(tmp_path, http).probe_durations(jobs_pb2.JobSpec())

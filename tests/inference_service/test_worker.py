@@ -19,6 +19,8 @@ from lipsync_common.jetstream import (
     WORKER_MAX_DELIVER,
     connect,
     ensure_streams,
+    events_subject,
+    message_id,
 )
 
 
@@ -62,24 +64,39 @@ async def js(nats_server: str) -> AsyncIterator[JetStreamContext]:
     await nc.close()
 
 
+async def queue_job(js: JetStreamContext, job_id: str) -> None:
+    spec = jobs_pb2.JobSpec(
+        lipsync_image=jobs_pb2.LipsyncImageInputs(image="https://x/i.png", audio="https://x/a.wav")
+    )
+    request = events_pb2.JobRequested(job_id=job_id, account_id="acct", spec=spec)
+    await js.publish(
+        JOBS_SUBJECT, request.SerializeToString(), headers={"Nats-Msg-Id": message_id(job_id)}
+    )
+
+
+async def queue_drained(js: JetStreamContext) -> None:
+    async with asyncio.timeout(20):
+        # A job is done when the work queue is empty (acked); the server offers
+        # no event for that, so poll it.
+        while (await js.stream_info(JOBS_STREAM)).state.messages:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
 async def run_job(js: JetStreamContext, pipeline: object) -> list[events_pb2.JobEvent]:
     """Queue one job, let a worker handle it, return the events it published."""
-    request = events_pb2.JobRequested(
-        job_id="job-1", account_id="acct", model=jobs_pb2.MODEL_LIPSYNC_IMAGE
-    )
-    await js.publish(JOBS_SUBJECT, request.SerializeToString(), headers={"Nats-Msg-Id": "job-1"})
+    await queue_job(js, "job-1")
     worker = Worker(js, pipeline, "w1", heartbeat_s=0.1, retry_delay_s=0.1)  # type: ignore[arg-type]
     await worker.start()
     try:
-        async with asyncio.timeout(20):
-            # The job is done when the work queue is empty (acked); the server
-            # offers no event for that, so poll it.
-            while (await js.stream_info(JOBS_STREAM)).state.messages:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        await queue_drained(js)
     finally:
         await worker.stop()
-    sub = await js.subscribe("lipsync.events.job-1", stream=EVENTS_STREAM, ordered_consumer=True)
-    events = []
+    return await published_events(js, "job-1")
+
+
+async def published_events(js: JetStreamContext, job_id: str) -> list[events_pb2.JobEvent]:
+    sub = await js.subscribe(events_subject(job_id), stream=EVENTS_STREAM, ordered_consumer=True)
+    events: list[events_pb2.JobEvent] = []
     while True:
         try:
             msg = await sub.next_msg(timeout=0.5)
@@ -125,3 +142,36 @@ async def test_the_last_attempt_fails_the_job_without_internals(js: JetStreamCon
 
 async def test_a_redelivered_settled_job_is_just_acked(js: JetStreamContext) -> None:
     assert kinds(await run_job(js, Settled())) == ["started"]
+
+
+class Overlaps:
+    """Completes each job only once `jobs` of them are running at the same time."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.running = 0
+        self.all_running = asyncio.Event()
+
+    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+        self.running += 1
+        if self.running == self.jobs:
+            self.all_running.set()
+        await self.all_running.wait()
+        return events_pb2.JobCompleted(output_key=f"{request.job_id}.mp4")
+
+
+async def test_a_worker_with_concurrency_runs_jobs_side_by_side(js: JetStreamContext) -> None:
+    pipeline = Overlaps(jobs=2)
+    for job_id in ("job-a", "job-b"):
+        await queue_job(js, job_id)
+    worker = Worker(js, pipeline, "w1", heartbeat_s=0.1, concurrency=2)  # type: ignore[arg-type]
+    await worker.start()
+    try:
+        await asyncio.wait_for(pipeline.all_running.wait(), 10)
+        assert worker.in_flight == 2
+        await queue_drained(js)
+    finally:
+        await worker.stop()
+    assert (worker.in_flight, worker.finished) == (0, 2)
+    for job_id in ("job-a", "job-b"):
+        assert kinds(await published_events(js, job_id)) == ["started", "completed"]

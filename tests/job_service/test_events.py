@@ -11,7 +11,13 @@ import pytest
 from job_service.events import EventConsumer
 from job_service.store import JobRow, JobStore
 from lipsync.jobs.v1 import events_pb2, jobs_pb2
-from lipsync_common.jetstream import connect, ensure_streams, events_subject
+from lipsync_common.jetstream import (
+    EVENTS_STREAM,
+    JOB_SERVICE_EVENTS,
+    connect,
+    ensure_streams,
+    events_subject,
+)
 
 
 @pytest.fixture
@@ -20,6 +26,19 @@ async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
     await store.open()
     yield store
     await store.close()
+
+
+async def new_job(store: JobStore) -> JobRow:
+    spec = jobs_pb2.JobSpec(lipsync_image=jobs_pb2.LipsyncImageInputs(image="i", audio="a"))
+    row, _ = await store.create(
+        account_id="acct",
+        model="lipsync-image",
+        spec=spec.SerializeToString(deterministic=True),
+        webhook="",
+        idempotency_key="",
+        fingerprint="",
+    )
+    return row
 
 
 async def publish(js: object, event: events_pb2.JobEvent, msg_id: str) -> None:
@@ -50,7 +69,7 @@ async def test_completed_event_finishes_the_job_once(nats_server: str, store: Jo
     consumer = EventConsumer(js, store, on_finished=finished)
     await consumer.start()
     try:
-        row, _ = await store.create("acct", jobs_pb2.MODEL_LIPSYNC_IMAGE, b"", "", "", "")
+        row = await new_job(store)
         started = events_pb2.JobEvent(
             job_id=row.id, account_id="acct", started=events_pb2.JobStarted(attempt=1)
         )
@@ -91,7 +110,7 @@ async def test_failed_event_records_the_message_and_no_charge(
     consumer = EventConsumer(js, store, on_finished=finished)
     await consumer.start()
     try:
-        row, _ = await store.create("acct", jobs_pb2.MODEL_LIPSYNC_IMAGE, b"", "", "", "")
+        row = await new_job(store)
         event = events_pb2.JobEvent(
             job_id=row.id,
             account_id="acct",
@@ -102,6 +121,32 @@ async def test_failed_event_records_the_message_and_no_charge(
         await finished.wait()
         job = await store.get(row.id)
         assert job is not None and job.error == "no face found in image" and job.credits == 0
+    finally:
+        await consumer.stop()
+        await nc.close()
+
+
+async def test_an_undecodable_event_is_dropped_and_the_next_one_applied(
+    nats_server: str, store: JobStore
+) -> None:
+    nc, js = await connect(nats_server, "test")
+    await ensure_streams(js)
+    finished = Finished()
+    consumer = EventConsumer(js, store, on_finished=finished)
+    await consumer.start()
+    try:
+        row = await new_job(store)
+        await js.publish(events_subject(row.id), b"\xff\xff not protobuf")
+        event = events_pb2.JobEvent(
+            job_id=row.id, account_id="acct", failed=events_pb2.JobFailed(error="boom")
+        )
+        await publish(js, event, "y")
+
+        await finished.wait()
+        assert [r.id for r in finished.rows] == [row.id]
+        # Two messages, two deliveries: the garbage was terminated, not retried.
+        info = await js.consumer_info(EVENTS_STREAM, JOB_SERVICE_EVENTS)
+        assert info.delivered is not None and info.delivered.consumer_seq == 2
     finally:
         await consumer.stop()
         await nc.close()

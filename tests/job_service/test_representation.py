@@ -7,6 +7,7 @@ from job_service.store import JobRow
 from lipsync.jobs.v1 import jobs_pb2
 from lipsync_common.jobjson import job_to_json
 from lipsync_common.signing import verify
+from tests.job_specs import image_spec
 
 KEY = b"k" * 32
 
@@ -15,9 +16,9 @@ def row(status: int, **changes: object) -> JobRow:
     base = {
         "id": "6b0f7f02-6f39-4a39-8f2e-4cf0f8f2b3a1",
         "account_id": "acct",
-        "model": jobs_pb2.MODEL_LIPSYNC_IMAGE,
+        "model": "lipsync-image",
         "status": status,
-        "form_state": jobs_pb2.FormState(image="https://x/i.png").SerializeToString(),
+        "spec": image_spec().SerializeToString(deterministic=True),
         "webhook": "",
         "created_at": 1_700_000_000.0,
         "finished_at": None,

@@ -9,6 +9,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from billing_service.store import WALLET_API
+from job_service.funds import FundsCheck
 from job_service.representation import job_proto
 from job_service.servicer import JobServicer
 from job_service.store import JobStore
@@ -20,11 +22,25 @@ from lipsync_common.jetstream import (
     ensure_streams,
     ensure_worker_consumer,
 )
+from tests.billing_service.billing_harness import BillingHarness, running_billing
+from tests.job_specs import image_spec
+
+ACCOUNT = "acct"
+
+
+CAP = 3
+
+
+@pytest.fixture
+async def billing(tmp_path: Path) -> AsyncIterator[BillingHarness]:
+    async with running_billing(tmp_path) as harness:
+        await harness.ledger.grant(ACCOUNT, 1000, WALLET_API, "test credits")
+        yield harness
 
 
 @pytest.fixture
 async def service(
-    tmp_path: Path, nats_server: str
+    tmp_path: Path, nats_server: str, billing: BillingHarness
 ) -> AsyncIterator[tuple[jobs_pb2_grpc.JobServiceStub, object]]:
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
     await store.open()
@@ -33,7 +49,8 @@ async def service(
     await ensure_worker_consumer(js)
     render = functools.partial(job_proto, public_url="https://api", signing_key=b"k", ttl_s=60)
     server = grpc.aio.server()
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(store, js, render), server)
+    servicer = JobServicer(store, js, render, FundsCheck(billing.stub), max_processing=CAP)
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -45,11 +62,12 @@ async def service(
     await store.close()
 
 
-def create_request(key: str = "", fingerprint: str = "fp") -> jobs_pb2.CreateJobRequest:
+def create_request(
+    key: str = "", fingerprint: str = "fp", account: str = ACCOUNT
+) -> jobs_pb2.CreateJobRequest:
     return jobs_pb2.CreateJobRequest(
-        account_id="acct",
-        model=jobs_pb2.MODEL_LIPSYNC_IMAGE,
-        form_state=jobs_pb2.FormState(image="https://x/i.png", audio="https://x/a.wav"),
+        account_id=account,
+        spec=image_spec(),
         idempotency_key=key,
         request_fingerprint=fingerprint,
     )
@@ -74,8 +92,9 @@ async def test_create_job_stores_and_queues_it(service: tuple) -> None:
     job = (await stub.CreateJob(create_request())).job
     assert job.status == jobs_pb2.JOB_STATUS_PROCESSING
     (request,) = await queued(sub)
-    assert request.job_id == job.id and request.form_state.audio == "https://x/a.wav"
-    got = (await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.id, account_id="acct"))).job
+    assert request.job_id == job.id and request.spec == image_spec()
+    assert job.spec == image_spec()
+    got = (await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.id, account_id=ACCOUNT))).job
     assert got.id == job.id
 
 
@@ -100,16 +119,45 @@ async def test_a_job_of_another_account_is_not_found(service: tuple) -> None:
 
 async def test_a_new_job_over_the_processing_cap_is_resource_exhausted(service) -> None:
     stub, _ = service
-    capped = create_request()
-    capped.max_processing_jobs = 2
-    first = await stub.CreateJob(capped)
-    await stub.CreateJob(capped)
+    first = [await stub.CreateJob(create_request(key=f"k{n}")) for n in range(CAP)]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.CreateJob(capped)
+        await stub.CreateJob(create_request())
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"{CAP} jobs in processing" in (raised.value.details() or "")
     # A retry of an existing job is never refused by the cap.
-    retry = create_request(key="k1")
-    retry.max_processing_jobs = 0
-    await stub.CreateJob(retry)
-    retry.max_processing_jobs = 1
-    assert (await stub.CreateJob(retry)).job.id != first.job.id
+    assert (await stub.CreateJob(create_request(key="k0"))).job.id == first[0].job.id
+
+
+async def test_an_account_below_the_minimum_charge_is_refused(service) -> None:
+    stub, sub = service
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateJob(create_request(account="penniless"))
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert raised.value.details() == "insufficient credits: need 10, have 0"
+    assert await queued(sub) == []
+
+
+async def test_a_spec_without_a_model_is_invalid(service) -> None:
+    stub, _ = service
+    request = create_request()
+    request.spec.ClearField("lipsync_image")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateJob(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_retry_is_answered_even_when_its_reservation_took_the_balance(
+    service, billing: BillingHarness
+) -> None:
+    stub, _ = service
+    await billing.ledger.grant("tight", 10, WALLET_API, "exactly one minimum charge")
+    first = (await stub.CreateJob(create_request(key="k1", account="tight"))).job
+    # The worker reserved the job's price: nothing is left for a new job.
+    await billing.ledger.reserve(
+        job_id=first.id, account_id="tight", credits=10, billed_seconds=5, model="", resolution=""
+    )
+    again = (await stub.CreateJob(create_request(key="k1", account="tight"))).job
+    assert again.id == first.id
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateJob(create_request(key="k2", account="tight"))
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -22,6 +22,11 @@ from lipsync.jobs.v1 import jobs_pb2
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
+class _Server(ThreadingHTTPServer):
+    # Room for a sweep's concurrent deliveries (the default backlog is 5).
+    request_queue_size = 128
+
+
 class Receiver:
     def __init__(self, status: int) -> None:
         self.status = status
@@ -40,7 +45,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -84,7 +89,15 @@ def sender(
 
 
 async def finished_job(store: JobStore, webhook: str) -> str:
-    row, _ = await store.create("acct", jobs_pb2.MODEL_LIPSYNC_IMAGE, b"", webhook, "", "")
+    spec = jobs_pb2.JobSpec(lipsync_image=jobs_pb2.LipsyncImageInputs(image="i", audio="a"))
+    row, _ = await store.create(
+        account_id="acct",
+        model="lipsync-image",
+        spec=spec.SerializeToString(deterministic=True),
+        webhook=webhook,
+        idempotency_key="",
+        fingerprint="",
+    )
     await store.finish(row.id, Outcome(jobs_pb2.JOB_STATUS_FAILED, error="bad audio", credits=0))
     return row.id
 
@@ -93,7 +106,7 @@ async def test_the_terminal_job_object_is_posted(store: JobStore, receiver: Rece
     job_id = await finished_job(store, receiver.url)
     webhooks = sender(store, allow_private=True)
     try:
-        (row,) = await store.webhooks_due(3)
+        (row,) = await store.claim_webhooks(webhooks.owner, 3)
         assert await webhooks.deliver(row)
     finally:
         await webhooks.stop()
@@ -101,7 +114,7 @@ async def test_the_terminal_job_object_is_posted(store: JobStore, receiver: Rece
     assert headers["content-type"] == "application/json"
     assert headers["webhook-id"] == f"msg_{job_id}"
     assert body["id"] == job_id and body["status"] == "failed" and body["error"] == "bad audio"
-    assert await store.webhooks_due(3) == []
+    assert await store.claim_webhooks("anyone", 3) == []
 
 
 async def test_a_non_2xx_answer_leaves_the_delivery_due(store: JobStore) -> None:
@@ -109,10 +122,10 @@ async def test_a_non_2xx_answer_leaves_the_delivery_due(store: JobStore) -> None
     try:
         await finished_job(store, failing.url)
         webhooks = sender(store, allow_private=True)
-        (row,) = await store.webhooks_due(3)
+        (row,) = await store.claim_webhooks(webhooks.owner, 3)
         assert not await webhooks.deliver(row)
         await webhooks.stop()
-        assert len(await store.webhooks_due(3, now=time.time() + 10)) == 1
+        assert len(await store.claim_webhooks("anyone", 3, now=time.time() + 10)) == 1
     finally:
         failing.server.shutdown()
 
@@ -122,7 +135,7 @@ async def test_private_addresses_are_refused_unless_allowed(
 ) -> None:
     await finished_job(store, receiver.url)
     webhooks = sender(store, allow_private=False)
-    (row,) = await store.webhooks_due(3)
+    (row,) = await store.claim_webhooks(webhooks.owner, 3)
     assert not await webhooks.deliver(row)
     await webhooks.stop()
     assert receiver.requests == []
@@ -133,7 +146,7 @@ async def test_the_delivery_is_signed_per_standard_webhooks(
 ) -> None:
     await finished_job(store, receiver.url)
     webhooks = sender(store, allow_private=True)
-    (row,) = await store.webhooks_due(3)
+    (row,) = await store.claim_webhooks(webhooks.owner, 3)
     assert await webhooks.deliver(row)
     await webhooks.stop()
     headers, _ = receiver.requests[0]
@@ -164,14 +177,14 @@ async def test_a_failed_attempt_is_retried_after_a_growing_delay(store: JobStore
     try:
         await finished_job(store, failing.url)
         webhooks = sender(store, allow_private=True)
-        (row,) = await store.webhooks_due(10)
+        (row,) = await store.claim_webhooks(webhooks.owner, 10)
         assert not await webhooks.deliver(row)
-        assert await store.webhooks_due(10) == []
-        (again,) = await store.webhooks_due(10, now=time.time() + 5.5)
+        assert await store.claim_webhooks(webhooks.owner, 10) == []
+        (again,) = await store.claim_webhooks(webhooks.owner, 10, now=time.time() + 5.5)
         assert again.webhook_attempts == 1
         assert not await webhooks.deliver(again)
-        assert await store.webhooks_due(10, now=time.time() + 6) == []
-        assert len(await store.webhooks_due(10, now=time.time() + 10.5)) == 1
+        assert await store.claim_webhooks("anyone", 10, now=time.time() + 6) == []
+        assert len(await store.claim_webhooks("anyone", 10, now=time.time() + 10.5)) == 1
         await webhooks.stop()
         ids = {headers["webhook-id"] for headers, _ in failing.requests}
         assert len(failing.requests) == 2 and len(ids) == 1
@@ -184,11 +197,11 @@ async def test_without_a_secret_nothing_is_sent_and_the_delivery_is_retried(
 ) -> None:
     await finished_job(store, receiver.url)
     webhooks = sender(store, allow_private=True, secrets=FakeSecrets(None))
-    (row,) = await store.webhooks_due(3)
+    (row,) = await store.claim_webhooks(webhooks.owner, 3)
     assert not await webhooks.deliver(row)
     await webhooks.stop()
     assert receiver.requests == []
-    assert len(await store.webhooks_due(3, now=time.time() + 60)) == 1
+    assert len(await store.claim_webhooks("anyone", 3, now=time.time() + 60)) == 1
 
 
 def test_schedule_backs_off_to_the_cap_and_covers_a_day() -> None:

@@ -3,14 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from sqlalchemy import select, text
 
-from job_service.store import IdempotencyConflict, JobStore, Outcome
+from job_service import store as job_store
+from job_service.store import IdempotencyConflict, JobStore, Outcome, TooManyProcessing
 from lipsync.jobs.v1 import jobs_pb2
+from lipsync_common.db import Database
 
-IMAGE = jobs_pb2.MODEL_LIPSYNC_IMAGE
+SPEC = jobs_pb2.JobSpec(
+    lipsync_image=jobs_pb2.LipsyncImageInputs(image="https://x/face.jpg", audio="https://x/a.wav"),
+    resolution=jobs_pb2.RESOLUTION_720P,
+).SerializeToString(deterministic=True)
+
+
+def create(
+    store: JobStore,
+    account_id: str = "acct",
+    *,
+    spec: bytes = SPEC,
+    webhook: str = "",
+    key: str = "",
+    fingerprint: str = "fp",
+    max_processing: int = 0,
+) -> Any:
+    return store.create(
+        account_id=account_id,
+        model="lipsync-image",
+        spec=spec,
+        webhook=webhook,
+        idempotency_key=key,
+        fingerprint=fingerprint,
+        max_processing=max_processing,
+    )
 
 
 @pytest.fixture
@@ -24,35 +53,33 @@ async def store(database_url: str) -> AsyncIterator[JobStore]:
 
 
 async def test_create_then_get_returns_the_stored_job(store: JobStore) -> None:
-    row, new = await store.create("acct", IMAGE, b"\x00form\xff", "", "", "fp")
+    row, new = await create(store, spec=b"\x00spec\xff")
     assert new and row.status == jobs_pb2.JOB_STATUS_PROCESSING
-    assert row.form_state == b"\x00form\xff"
+    assert row.model == "lipsync-image" and row.spec == b"\x00spec\xff"
     assert await store.get(row.id) == row
     assert await store.get("no-such-job") is None
 
 
 async def test_an_idempotency_key_returns_the_first_job_or_conflicts(store: JobStore) -> None:
-    first, _ = await store.create("acct", IMAGE, b"form", "", "key-1", "fp")
-    again, new = await store.create("acct", IMAGE, b"form", "", "key-1", "fp")
+    first, _ = await create(store, key="key-1")
+    again, new = await create(store, key="key-1")
     assert again.id == first.id and not new
     with pytest.raises(IdempotencyConflict):
-        await store.create("acct", IMAGE, b"other", "", "key-1", "fp-2")
-    other_account, new = await store.create("other", IMAGE, b"form", "", "key-1", "fp")
+        await create(store, spec=b"other", key="key-1", fingerprint="fp-2")
+    other_account, new = await create(store, "other", key="key-1")
     assert new and other_account.id != first.id
 
 
 async def test_simultaneous_requests_with_one_idempotency_key_make_one_job(
     store: JobStore,
 ) -> None:
-    results = await asyncio.gather(
-        *(store.create("acct", IMAGE, b"form", "", "key-1", "fp") for _ in range(10))
-    )
+    results = await asyncio.gather(*(create(store, key="key-1") for _ in range(10)))
     assert len({row.id for row, _ in results}) == 1
     assert sum(new for _, new in results) == 1
 
 
 async def test_a_job_finishes_exactly_once(store: JobStore) -> None:
-    row, _ = await store.create("acct", IMAGE, b"form", "", "", "fp")
+    row, _ = await create(store)
     done = Outcome(jobs_pb2.JOB_STATUS_COMPLETED, output_key="x.mp4", credits=10, timings={"a": 1})
     finished = await store.finish(row.id, done)
     assert finished is not None and finished.credits == 10 and finished.timings == {"a": 1}
@@ -63,7 +90,7 @@ async def test_a_job_finishes_exactly_once(store: JobStore) -> None:
 
 
 async def test_simultaneous_terminal_events_finish_a_job_once(store: JobStore) -> None:
-    row, _ = await store.create("acct", IMAGE, b"form", "", "", "fp")
+    row, _ = await create(store)
     outcomes = [
         Outcome(jobs_pb2.JOB_STATUS_COMPLETED, output_key="x.mp4", credits=10),
         Outcome(jobs_pb2.JOB_STATUS_FAILED, error="boom", credits=0),
@@ -73,45 +100,100 @@ async def test_simultaneous_terminal_events_finish_a_job_once(store: JobStore) -
 
 
 async def test_attempts_only_grow(store: JobStore) -> None:
-    row, _ = await store.create("acct", IMAGE, b"form", "", "", "fp")
+    row, _ = await create(store)
     for attempt in (2, 1, 3, 3):
         await store.record_attempt(row.id, attempt)
     attempts = await store.db.run(
-        lambda conn: conn.execute("SELECT attempts FROM jobs WHERE id = ?", (row.id,)).fetchone()
+        lambda conn: conn.execute(
+            select(job_store.jobs.c.attempts).where(job_store.jobs.c.id == row.id)
+        ).scalar_one()
     )
-    assert attempts["attempts"] == 3
+    assert attempts == 3
 
 
 async def test_unpublished_jobs_are_found_until_marked(store: JobStore) -> None:
-    row, _ = await store.create("acct", IMAGE, b"form", "", "", "fp")
+    row, _ = await create(store)
     assert [r.id for r in await store.unpublished(older_than_s=-1)] == [row.id]
     await store.mark_published(row.id)
     assert await store.unpublished(older_than_s=-1) == []
 
 
+async def test_the_processing_cap_counts_only_processing_jobs(store: JobStore) -> None:
+    first, _ = await create(store, max_processing=2)
+    await create(store, max_processing=2)
+    with pytest.raises(TooManyProcessing):
+        await create(store, max_processing=2)
+    await create(store, "other", max_processing=2)
+    await store.finish(first.id, Outcome(jobs_pb2.JOB_STATUS_FAILED, error="x", credits=0))
+    await create(store, max_processing=2)
+
+
 async def test_webhooks_are_due_until_delivered_or_out_of_attempts(store: JobStore) -> None:
-    row, _ = await store.create("acct", IMAGE, b"form", "https://hook.example", "", "fp")
-    assert await store.webhooks_due(max_attempts=2) == []
+    row, _ = await create(store, webhook="https://hook.example")
+    assert await store.claim_webhooks("a", max_attempts=2) == []
     await store.finish(row.id, Outcome(jobs_pb2.JOB_STATUS_FAILED, error="x", credits=0))
-    assert [r.id for r in await store.webhooks_due(max_attempts=2)] == [row.id]
-    await store.record_webhook_attempt(row.id, delivered=False)
-    await store.record_webhook_attempt(row.id, delivered=False)
-    assert await store.webhooks_due(max_attempts=2) == []
-    assert [r.id for r in await store.webhooks_due(max_attempts=3)] == [row.id]
-    await store.record_webhook_attempt(row.id, delivered=True)
-    assert await store.webhooks_due(max_attempts=3) == []
+    for _ in range(2):
+        assert [r.id for r in await store.claim_webhooks("a", max_attempts=2)] == [row.id]
+        assert await store.record_webhook_attempt(row.id, "a", delivered=False)
+    assert await store.claim_webhooks("a", max_attempts=2) == []
+    (again,) = await store.claim_webhooks("a", max_attempts=3)
+    assert again.webhook_attempts == 2
+    assert await store.record_webhook_attempt(row.id, "a", delivered=True)
+    assert await store.claim_webhooks("a", max_attempts=3) == []
+
+
+async def test_a_lease_is_held_until_it_runs_out_and_only_its_owner_records(
+    store: JobStore,
+) -> None:
+    row, _ = await create(store, webhook="https://hook.example")
+    await store.finish(row.id, Outcome(jobs_pb2.JOB_STATUS_FAILED, error="x", credits=0))
+    now = time.time()
+    assert [r.id for r in await store.claim_webhooks("a", 3, now=now, lease_s=60)] == [row.id]
+    assert await store.claim_webhooks("b", 3, now=now + 59, lease_s=60) == []
+    assert not await store.record_webhook_attempt(row.id, "b", delivered=True)
+    # "a" never reported back: after its lease, "b" takes the row over.
+    assert [r.id for r in await store.claim_webhooks("b", 3, now=now + 61)] == [row.id]
+    assert not await store.record_webhook_attempt(row.id, "a", delivered=True)
+    assert await store.record_webhook_attempt(row.id, "b", delivered=False, next_attempt_at=now)
+    (retried,) = await store.claim_webhooks("a", 3, now=now + 62)
+    assert retried.webhook_attempts == 1
+
+
+async def test_migrating_a_database_of_the_old_job_schema(database_url: str) -> None:
+    """Migration 3 (the typed job contract) and later apply over rows of the old schema."""
+    old = Database(database_url, job_store.MIGRATIONS[:2])
+    await old.open()
+    await old.run(
+        lambda conn: conn.execute(
+            text(
+                "INSERT INTO jobs (id, account_id, model, status, form_state, created_at)"
+                " VALUES ('old', 'acct', 2, 1, :form, 1.0)"
+            ),
+            {"form": b"\x0a\x01x"},
+        )
+    )
+    await old.close()
+    store = JobStore(database_url)
+    await store.open()
+    try:
+        legacy = await store.get("old")
+        assert legacy is not None and (legacy.model, legacy.spec) == ("", b"")
+        row, _ = await create(store)
+        assert await store.get(row.id) == row
+    finally:
+        await store.close()
 
 
 async def test_jobs_survive_a_restart(database_url: str) -> None:
     first = JobStore(database_url)
     await first.open()
-    row, _ = await first.create("acct", IMAGE, b"form", "", "key-1", "fp")
+    row, _ = await create(first, key="key-1")
     await first.close()
     second = JobStore(database_url)
     await second.open()
     try:
         assert await second.get(row.id) == row
-        again, new = await second.create("acct", IMAGE, b"form", "", "key-1", "fp")
+        again, new = await create(second, key="key-1")
         assert again.id == row.id and not new
     finally:
         await second.close()

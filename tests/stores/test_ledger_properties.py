@@ -17,11 +17,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from billing_service import store
 from billing_service.ledger import Ledger, ReserveOutcome, Settlement
 from billing_service.store import Balance, Entry
-from lipsync_common.db import Connection, IntegrityError
 from tests.stores.conftest import is_postgres
 from tests.stores.ledger_checks import assert_invariants
 

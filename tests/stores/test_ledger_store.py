@@ -7,11 +7,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from billing_service import store
 from billing_service.ledger import Ledger, ReserveOutcome, Settlement
 from billing_service.store import Balance
-from lipsync_common.db import Database, IntegrityError
+from lipsync_common.db import Database
 from tests.stores.conftest import is_postgres
 from tests.stores.ledger_checks import assert_invariants
 
@@ -96,12 +98,12 @@ async def test_the_database_refuses_to_update_or_delete_entries(
     await raw.open()
     try:
         with pytest.raises(IntegrityError, match="append-only"):
-            await raw.run(lambda conn: conn.execute("UPDATE entries SET amount = 1000000"))
+            await raw.run(lambda conn: conn.execute(text("UPDATE entries SET amount = 1000000")))
         with pytest.raises(IntegrityError, match="append-only"):
-            await raw.run(lambda conn: conn.execute("DELETE FROM entries"))
+            await raw.run(lambda conn: conn.execute(text("DELETE FROM entries")))
         if is_postgres(database_url):
             with pytest.raises(IntegrityError, match="append-only"):
-                await raw.run(lambda conn: conn.execute("TRUNCATE entries"))
+                await raw.run(lambda conn: conn.execute(text("TRUNCATE entries")))
     finally:
         await raw.close()
     assert await ledger.balance(ACCOUNT) == Balance(100, 0, 0)
