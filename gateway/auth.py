@@ -17,6 +17,7 @@ a session cannot run jobs).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -115,6 +116,8 @@ class Authenticator:
         self._limiter = limiter
         # sha256 of the credential -> (principal, expiry); the clear key is never kept.
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        # sha256 of the credential -> the auth_service call checking it now.
+        self._checks: dict[str, asyncio.Future[Principal]] = {}
 
     async def __call__(self, request: Request) -> Principal:
         """FastAPI dependency: the principal of the request, else 401, 429 or 503."""
@@ -159,7 +162,17 @@ class Authenticator:
             del self._cache[digest]
         if not is_well_formed(credential):
             raise unauthorized()
+        # One check per credential at a time: when a busy key's cache entry
+        # expires, its concurrent requests share one call to auth_service
+        # instead of each making its own.
+        check = self._checks.get(digest)
+        if check is None:
+            check = asyncio.ensure_future(self._check(credential, digest, now))
+            self._checks[digest] = check
+            check.add_done_callback(lambda _: self._checks.pop(digest, None))
+        return await asyncio.shield(check)
 
+    async def _check(self, credential: str, digest: str, now: float) -> Principal:
         try:
             response = await self._stub.Authenticate(
                 auth_pb2.AuthenticateRequest(credential=credential), timeout=RPC_TIMEOUT_S

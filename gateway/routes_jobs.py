@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import grpc
 from fastapi import APIRouter, Depends, Header, Request, Security
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from gateway import openapi
 from gateway.auth import Authenticator, Principal
 from gateway.bodies import JOB_MODELS, JobModel
 from gateway.clients import RPC_TIMEOUT_S, Backends, rpc_problem
+from gateway.ended_jobs import EndedJobs
 from gateway.problems import FieldError, Problem, invalid_parameters
 from gateway.validation import (
     JobRequest,
@@ -54,6 +56,7 @@ _IDEMPOTENCY_KEY = Header(
 )
 
 
+_NO_STORE = {"Cache-Control": "no-store"}
 # A job takes seconds to minutes; a client over its cap should not hammer us.
 PROCESSING_CAP_RETRY_AFTER_S = 10
 
@@ -78,6 +81,7 @@ class JobRoutes:
     def __init__(self, backends: Backends, allow_private_urls: bool) -> None:
         self._backends = backends
         self._allow_private_urls = allow_private_urls
+        self._ended = EndedJobs()
 
     async def create(
         self,
@@ -131,11 +135,23 @@ class JobRoutes:
             raise rpc_problem("jobs", error) from None
         return response.job
 
-    async def get(self, job_id: str, principal: Principal) -> JSONResponse:
+    async def get(self, job_id: str, principal: Principal) -> Response:
         try:
             canonical_id = str(uuid.UUID(job_id))
         except ValueError:
             raise not_found() from None
+        body = self._ended.get(canonical_id, principal.account_id)
+        if body is None:
+            job = await self._read(canonical_id, principal)
+            # The bytes JSONResponse would send, kept for the next read.
+            body = json.dumps(
+                job_to_json(job), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode()
+            self._ended.put(job, body)
+        # A job changes until it ends; caches must not keep a stale state.
+        return Response(body, media_type="application/json", headers=_NO_STORE)
+
+    async def _read(self, canonical_id: str, principal: Principal) -> jobs_pb2.Job:
         request = jobs_pb2.GetJobRequest(job_id=canonical_id, account_id=principal.account_id)
         try:
             response = await self._backends.jobs.GetJob(request, timeout=RPC_TIMEOUT_S)
@@ -143,8 +159,7 @@ class JobRoutes:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 raise not_found() from None
             raise rpc_problem("jobs", error) from None
-        # A job changes until it ends; caches must not keep a stale state.
-        return JSONResponse(job_to_json(response.job), headers={"Cache-Control": "no-store"})
+        return response.job
 
 
 def router(backends: Backends, authenticator: Authenticator, allow_private_urls: bool) -> APIRouter:
@@ -185,7 +200,7 @@ def router(backends: Backends, authenticator: Authenticator, allow_private_urls:
         response_model=openapi.Job,
         responses=_GET_ERRORS,
     )
-    async def get_job(id: str, principal: Principal = authenticated) -> JSONResponse:
+    async def get_job(id: str, principal: Principal = authenticated) -> Response:
         return await handlers.get(id, principal)
 
     return api

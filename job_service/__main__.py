@@ -11,6 +11,7 @@ import grpc
 
 from job_service.events import EventConsumer
 from job_service.funds import FundsCheck
+from job_service.outbox import Outbox
 from job_service.reaper import Reaper
 from job_service.representation import job_proto
 from job_service.servicer import JobServicer
@@ -45,9 +46,10 @@ async def main() -> None:
     # billing says whether an account can pay for a new job.
     auth_channel = grpc.aio.insecure_channel(service_addr("auth"))
     billing_channel = grpc.aio.insecure_channel(service_addr("billing"))
+    outbox = Outbox(store, js, interval_s=settings.outbox_interval_s)
     servicer = JobServicer(
         store,
-        js,
+        outbox,
         render,
         funds=FundsCheck(billing_pb2_grpc.BillingServiceStub(billing_channel)),
         max_processing=settings.max_processing_jobs,
@@ -62,26 +64,16 @@ async def main() -> None:
     )
     consumer = EventConsumer(js, store, on_finished=webhooks.notify)
     reaper = Reaper(js)
-    tasks: list[asyncio.Task[None]] = []
-
-    async def outbox() -> None:
-        while True:
-            await asyncio.sleep(settings.outbox_interval_s)
-            try:
-                await servicer.publish_pending(older_than_s=settings.outbox_interval_s)
-            except Exception:
-                log.exception("outbox pass failed")
 
     async def start() -> None:
         await ensure_streams(js)
         await consumer.start()
         await reaper.start()
         webhooks.start()
-        tasks.append(asyncio.create_task(outbox()))
+        outbox.start()
 
     async def stop() -> None:
-        for task in tasks:
-            task.cancel()
+        await outbox.stop()
         await consumer.stop()
         await reaper.stop()
         await webhooks.stop()

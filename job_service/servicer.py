@@ -6,11 +6,10 @@ import logging
 from collections.abc import Callable
 
 import grpc
-from nats.js import JetStreamContext
 
 from job_service.funds import FundsCheck
 from job_service.metrics import JOBS_CREATED
-from job_service.queue import publish_job
+from job_service.outbox import Outbox
 from job_service.store import IdempotencyConflict, JobRow, JobStore, TooManyProcessing
 from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from lipsync_common.job_spec import model_name
@@ -23,13 +22,13 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(
         self,
         store: JobStore,
-        js: JetStreamContext,
+        outbox: Outbox,
         render: Callable[[JobRow], jobs_pb2.Job],
         funds: FundsCheck,
         max_processing: int,
     ) -> None:
         self.store = store
-        self.js = js
+        self.outbox = outbox
         self.render = render
         self.funds = funds
         # Jobs in processing per account before CreateJob refuses; 0: no cap.
@@ -57,7 +56,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             if new:
                 JOBS_CREATED.labels(model).inc()
                 log.info("job created", extra={"fields": {"model": model}})
-                await self._publish(row)
+                await self.outbox.publish(row)
         return jobs_pb2.CreateJobResponse(job=self.render(row))
 
     async def _create(
@@ -89,21 +88,6 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             fingerprint=request.request_fingerprint,
             max_processing=self.max_processing,
         )
-
-    async def _publish(self, row: JobRow) -> None:
-        try:
-            await publish_job(self.js, row)
-        except Exception:
-            # The job is stored; the outbox loop publishes it once NATS is back.
-            log.exception("publishing job failed; the outbox will retry")
-            return
-        await self.store.mark_published(row.id)
-
-    async def publish_pending(self, older_than_s: float) -> None:
-        """The outbox: publish jobs whose first publish failed."""
-        for row in await self.store.unpublished(older_than_s):
-            with job_context(row.id):
-                await self._publish(row)
 
     async def GetJob(
         self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext

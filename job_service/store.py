@@ -272,7 +272,7 @@ _COUNT_PROCESSING = (
 )
 _INSERT = insert(jobs).returning(*_ROW)
 _MARK_PUBLISHED = update(jobs).where(
-    jobs.c.id == bindparam("job_id"), jobs.c.published_at.is_(None)
+    jobs.c.id.in_(bindparam("job_ids", expanding=True)), jobs.c.published_at.is_(None)
 )
 _UNPUBLISHED = (
     select(*_ROW)
@@ -409,8 +409,9 @@ class JobStore:
     async def get(self, job_id: str) -> JobRow | None:
         return await self.db.run(lambda conn: _get(conn, job_id))
 
-    async def mark_published(self, job_id: str) -> None:
-        params = {"job_id": job_id, "published_at": time.time()}
+    async def mark_published(self, job_ids: list[str]) -> None:
+        """Set the outbox flag of jobs handed to JetStream, in one statement."""
+        params = {"job_ids": job_ids, "published_at": time.time()}
         await self.db.run(lambda conn: conn.execute(_MARK_PUBLISHED, params))
 
     async def unpublished(self, older_than_s: float) -> list[JobRow]:

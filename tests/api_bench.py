@@ -4,10 +4,12 @@ One run on this machine measures, with Debian's `wrk` (or, when it is not
 installed, the small async load generator below):
 
 * the real stack (`running_stack`: every service a process, a real
-  nats-server): `GET /api/v1/jobs/{id}` of a completed job (its fullest JSON,
-  the output URL signed on every read) at 8 and 32 connections, and
-  `POST /api/v1/lipsync-image` at 32 connections with the inference worker
-  paused (SIGSTOP), so rendering takes no CPU and jobs only queue;
+  nats-server): `GET /api/v1/jobs/{id}` of a completed job (its fullest JSON;
+  the gateway keeps an ended job's JSON, gateway/ended_jobs.py) at 8 and 32
+  connections, the same for a job still processing (read from job_service on
+  every request) at 32, and `POST /api/v1/lipsync-image` at 32 connections
+  with the inference worker paused (SIGSTOP), so rendering takes no CPU and
+  jobs only queue;
 * a bare FastAPI app started here, in its own process and with the gateway's
   uvicorn settings, answering the same paths with the same JSON and nothing
   else (no auth, no gRPC, no validation).
@@ -256,9 +258,17 @@ def run(work: Path) -> dict[str, Any]:
             job_path = JOB_PATH.format(id=job["id"])
             worker = dict(stack.children)["inference_service"]
             with paused(worker.pid):
+                # A job that stays processing while the worker is paused: read
+                # from job_service on every request (an ended one is cached).
+                with httpx.Client(base_url=stack.http_url) as client:
+                    running = client.post(SUBMIT_PATH, content=raw_body, headers=dict(json_headers))
+                running_path = JOB_PATH.format(id=running.json()["id"])
                 stack_results = {
                     "get_8": measure(Load(stack.http_url + job_path, 8, headers=auth)),
                     "get_32": measure(Load(stack.http_url + job_path, 32, headers=auth)),
+                    "get_processing_32": measure(
+                        Load(stack.http_url + running_path, 32, headers=auth)
+                    ),
                     "submit_32": measure(
                         Load(stack.http_url + SUBMIT_PATH, 32, "POST", raw_body, json_headers)
                     ),
@@ -267,6 +277,7 @@ def run(work: Path) -> dict[str, Any]:
             bare_results = {
                 "get_8": measure(Load(bare_url + job_path, 8, headers=auth)),
                 "get_32": measure(Load(bare_url + job_path, 32, headers=auth)),
+                "get_processing_32": measure(Load(bare_url + job_path, 32, headers=auth)),
                 "submit_32": measure(
                     Load(bare_url + SUBMIT_PATH, 32, "POST", raw_body, json_headers)
                 ),
@@ -306,7 +317,7 @@ def main() -> None:
     for name, ratio in report["ratios_stack_over_bare"].items():
         stack = report["stack"][name]
         print(
-            f"{name:10} stack {stack['requests_per_s']:8.1f}/s p99 {stack['p99_ms']:6.1f} ms"
+            f"{name:17} stack {stack['requests_per_s']:8.1f}/s p99 {stack['p99_ms']:6.1f} ms"
             f"  bare {report['bare'][name]['requests_per_s']:8.1f}/s  ratio {ratio:.2f}"
         )
     for target, met in report["targets_met"].items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
@@ -107,3 +108,23 @@ async def test_revoked_key_is_refused_by_the_app_after_the_ttl(
     response = await client.get(job, headers=headers)
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_concurrent_requests_of_one_key_share_one_check(stack: FakeStack) -> None:
+    authenticator = Authenticator(stack.backends.auth, cache_s=0.5)
+    principals = await asyncio.gather(*(authenticator.authenticate(BEARER) for _ in range(20)))
+    assert set(principals) == {Principal(account_id=ACCOUNT, key_id="testkey1")}
+    assert stack.auth.calls == [API_KEY]
+
+
+async def test_a_shared_failed_check_fails_every_waiter_and_is_not_kept(stack: FakeStack) -> None:
+    authenticator = Authenticator(stack.backends.auth, cache_s=0.5)
+    stack.auth.revoked.add(API_KEY)
+    results = await asyncio.gather(
+        *(authenticator.authenticate(BEARER) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, Problem) and r.status == 401 for r in results)
+    assert len(stack.auth.calls) == 1
+    stack.auth.revoked.clear()
+    assert await authenticator.authenticate(BEARER) == Principal(ACCOUNT, "testkey1")
+    assert len(stack.auth.calls) == 2

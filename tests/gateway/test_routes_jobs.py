@@ -332,3 +332,23 @@ async def test_non_uuid_job_id_is_404(
 async def test_get_job_requires_a_key(client: httpx.AsyncClient) -> None:
     response = await client.get(f"/api/v1/jobs/{uuid.uuid4()}")
     assert_problem(response, 401, "unauthorized")
+
+
+async def test_an_ended_job_is_read_once_and_a_processing_one_every_time(
+    client: httpx.AsyncClient, stack: FakeStack
+) -> None:
+    def stored(status: jobs_pb2.JobStatus.ValueType) -> jobs_pb2.Job:
+        return stack.jobs.add(jobs_pb2.Job(id=str(uuid.uuid4()), account_id=ACCOUNT, status=status))
+
+    ended, running = stored(jobs_pb2.JOB_STATUS_FAILED), stored(jobs_pb2.JOB_STATUS_PROCESSING)
+    first = {job.id: (await client.get(f"/api/v1/jobs/{job.id}", headers=AUTH_HEADERS)).content
+             for job in (ended, running)}  # fmt: skip
+    # job_service's record changes behind the gateway's back.
+    ended.error, running.error = "changed", "changed"
+    again = {job.id: (await client.get(f"/api/v1/jobs/{job.id}", headers=AUTH_HEADERS)).json()
+             for job in (ended, running)}  # fmt: skip
+    assert (
+        again[ended.id]["error"] == ""
+        and first[ended.id] == json.dumps(again[ended.id], separators=(",", ":")).encode()
+    )
+    assert again[running.id]["error"] == "changed"

@@ -11,6 +11,7 @@ import pytest
 
 from billing_service.store import WALLET_API
 from job_service.funds import FundsCheck
+from job_service.outbox import Outbox
 from job_service.representation import job_proto
 from job_service.servicer import JobServicer
 from job_service.store import JobStore
@@ -49,7 +50,8 @@ async def service(
     await ensure_worker_consumer(js)
     render = functools.partial(job_proto, public_url="https://api", signing_key=b"k", ttl_s=60)
     server = grpc.aio.server()
-    servicer = JobServicer(store, js, render, FundsCheck(billing.stub), max_processing=CAP)
+    outbox = Outbox(store, js, interval_s=60)
+    servicer = JobServicer(store, outbox, render, FundsCheck(billing.stub), max_processing=CAP)
     jobs_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

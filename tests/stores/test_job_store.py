@@ -112,10 +112,10 @@ async def test_attempts_only_grow(store: JobStore) -> None:
 
 
 async def test_unpublished_jobs_are_found_until_marked(store: JobStore) -> None:
-    row, _ = await create(store)
-    assert [r.id for r in await store.unpublished(older_than_s=-1)] == [row.id]
-    await store.mark_published(row.id)
-    assert await store.unpublished(older_than_s=-1) == []
+    rows = [(await create(store))[0] for _ in range(3)]
+    assert {r.id for r in await store.unpublished(older_than_s=-1)} == {r.id for r in rows}
+    await store.mark_published([rows[0].id, rows[2].id])
+    assert [r.id for r in await store.unpublished(older_than_s=-1)] == [rows[1].id]
 
 
 async def test_the_processing_cap_counts_only_processing_jobs(store: JobStore) -> None:
