@@ -18,6 +18,7 @@ from gateway.app import create_app
 from gateway.clients import connect
 from gateway.settings import GatewaySettings
 from lipsync_common.config import split_host_port
+from lipsync_common.heap import settle_after_startup
 from lipsync_common.logs import setup_logging
 
 log = logging.getLogger("gateway")
@@ -70,6 +71,7 @@ async def serve() -> None:
     try:
         app = create_app(settings, backends)
         config = server_config(app, settings.http_addr, settings.shutdown_grace_s)
+        settle_after_startup()
         log.info("listening", extra={"fields": {"http": settings.http_addr}})
         await Server(config).serve()
     finally:

@@ -21,11 +21,13 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
 from fastapi import Request
+from fastapi.openapi.models import HTTPBearer as HTTPBearerScheme
+from fastapi.security.base import SecurityBase
 
 from gateway.clients import RPC_TIMEOUT_S, rpc_problem
 from gateway.problems import Problem
@@ -102,6 +104,30 @@ def _digest(credential: str) -> str:
     return hashlib.sha256(credential.encode()).hexdigest()
 
 
+# The scheme in the OpenAPI document; every authenticated route names it.
+SCHEME_NAME = "ApiKey"
+SCHEME = HTTPBearerScheme(
+    description="An API key: `Authorization: Bearer sk_<keyid>_<secret>`, or, where a route"
+    " says so, a session token from `POST /api/v1/auth/login`."
+)
+
+
+class Credential(SecurityBase):
+    """A FastAPI security dependency that both documents the bearer scheme and checks it.
+
+    One dependency per request instead of a documentation-only HTTPBearer plus
+    the check: FastAPI resolves each dependency on every request.
+    """
+
+    def __init__(self, check: Callable[[Request], Awaitable[Principal]]) -> None:
+        self.model = SCHEME
+        self.scheme_name = SCHEME_NAME
+        self._check = check
+
+    async def __call__(self, request: Request) -> Principal:
+        return await self._check(request)
+
+
 class Authenticator:
     def __init__(
         self,
@@ -118,6 +144,10 @@ class Authenticator:
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         # sha256 of the credential -> the auth_service call checking it now.
         self._checks: dict[str, asyncio.Future[Principal]] = {}
+        # The route dependencies: any credential, an API key only, a session only.
+        self.any_credential = Credential(self.__call__)
+        self.key_only = Credential(self.api_key)
+        self.session_only = Credential(self.session)
 
     async def __call__(self, request: Request) -> Principal:
         """FastAPI dependency: the principal of the request, else 401, 429 or 503."""

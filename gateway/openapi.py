@@ -11,20 +11,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI
-from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
 from gateway.bodies import ESTIMATE, ESTIMATE_SCHEMA_NAME, JOB_MODELS
 from gateway.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from gateway.problems import title
 from lipsync_common.job_spec import MODEL_CASES, MODEL_NAMES, STATUS_NAMES
-
-# Documents the scheme only; gateway.auth does the checking.
-BEARER = HTTPBearer(
-    auto_error=False,
-    scheme_name="ApiKey",
-    description="An API key: `Authorization: Bearer sk_<keyid>_<secret>`.",
-)
 
 if TYPE_CHECKING:
     ModelName = str

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -177,8 +177,8 @@ class AccountRoutes:
 def router(backends: Backends, authenticator: Authenticator) -> APIRouter:
     handlers = AccountRoutes(backends, authenticator)
     public = APIRouter(prefix="/api/v1/auth", tags=["account"])
-    api = APIRouter(prefix="/api/v1", tags=["account"], dependencies=[Security(openapi.BEARER)])
-    session = Depends(authenticator.session)
+    api = APIRouter(prefix="/api/v1", tags=["account"])
+    session = Security(authenticator.session_only)
     docs = openapi_account
 
     @public.post(
@@ -218,7 +218,6 @@ def router(backends: Backends, authenticator: Authenticator) -> APIRouter:
         summary="End the session of the bearer token.",
         status_code=204,
         responses=openapi.problem_responses(_SESSION_ERRORS),
-        dependencies=[Security(openapi.BEARER)],
     )
     async def logout(request: Request, principal: Principal = session) -> Response:
         return await handlers.logout(request)

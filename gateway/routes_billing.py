@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi import APIRouter, Query, Request, Security
 from fastapi.responses import JSONResponse
 
 from gateway import openapi, openapi_account
@@ -135,10 +135,9 @@ class BillingRoutes:
 def router(backends: Backends, authenticator: Authenticator, allow_private_urls: bool) -> APIRouter:
     handlers = BillingRoutes(backends, allow_private_urls)
     api = APIRouter(prefix="/api/v1", tags=["billing"])
-    secured = [Security(openapi.BEARER)]
     docs = openapi_account
-    any_credential = Depends(authenticator)
-    api_key = Depends(authenticator.api_key)
+    any_credential = Security(authenticator.any_credential)
+    api_key = Security(authenticator.key_only)
     limit_query = Query(50, ge=1, le=200, description="Entries per page.")
     cursor_query = Query("", max_length=200, description="`next_cursor` of the last page.")
 
@@ -148,7 +147,6 @@ def router(backends: Backends, authenticator: Authenticator, allow_private_urls:
         summary="Read the account's two wallets (API key or session).",
         response_model=docs.Balance,
         responses=openapi.problem_responses(_AUTH_ERRORS),
-        dependencies=secured,
     )
     async def balance(principal: Principal = any_credential) -> JSONResponse:
         return await handlers.balance(principal)
@@ -159,7 +157,6 @@ def router(backends: Backends, authenticator: Authenticator, allow_private_urls:
         summary="Ledger entries that moved credits, newest first (API key or session).",
         response_model=docs.Usage,
         responses=openapi.problem_responses({**_AUTH_ERRORS, 422: "limit or cursor invalid"}),
-        dependencies=secured,
     )
     async def usage(
         principal: Principal = any_credential,
@@ -192,7 +189,6 @@ def router(backends: Backends, authenticator: Authenticator, allow_private_urls:
             }
         ),
         openapi_extra=openapi.estimate_body(),
-        dependencies=secured,
     )
     async def estimate(request: Request, principal: Principal = api_key) -> JSONResponse:
         return await handlers.estimate(request)

@@ -6,7 +6,7 @@ import json
 import uuid
 
 import grpc
-from fastapi import APIRouter, Depends, Header, Request, Security
+from fastapi import APIRouter, Header, Request, Security
 from fastapi.responses import JSONResponse, Response
 
 from gateway import openapi
@@ -164,8 +164,8 @@ class JobRoutes:
 
 def router(backends: Backends, authenticator: Authenticator, allow_private_urls: bool) -> APIRouter:
     handlers = JobRoutes(backends, allow_private_urls)
-    api = APIRouter(prefix="/api/v1", tags=["jobs"], dependencies=[Security(openapi.BEARER)])
-    authenticated = Depends(authenticator.api_key)
+    api = APIRouter(prefix="/api/v1", tags=["jobs"])
+    authenticated = Security(authenticator.key_only)
 
     def add_create_route(model: JobModel) -> None:
         async def create_job(

@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from lipsync_common.config import ServerSettings
+from lipsync_common.heap import settle_after_startup
 from lipsync_common.metrics import MetricsInterceptor, serve_metrics
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ async def run_grpc_service(
 
     if start is not None:
         await start()
+    settle_after_startup()
     for name in ("", *service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("ready")

@@ -11,7 +11,7 @@ installed, the small async load generator below):
   with the inference worker paused (SIGSTOP), so rendering takes no CPU and
   jobs only queue;
 * a bare FastAPI app started here, in its own process and with the gateway's
-  uvicorn settings, answering the same paths with the same JSON and nothing
+  uvicorn and garbage-collector settings, answering the same paths with the same JSON and nothing
   else (no auth, no gRPC, no validation).
 
 It prints the ratios stack/bare and the targets of issue 8, and writes
@@ -217,8 +217,12 @@ def serve_bare(addr: str, job_file: str) -> None:
         )
 
     from gateway.__main__ import run as run_loop
+    from lipsync_common.heap import settle_after_startup
 
-    run_loop(uvicorn.Server(server_config(app, addr, 1.0)).serve())
+    config = server_config(app, addr, 1.0)
+    # The same collector settings as the gateway (lipsync_common/heap.py).
+    settle_after_startup()
+    run_loop(uvicorn.Server(config).serve())
 
 
 def _ratio(stack: dict[str, Any], bare: dict[str, Any]) -> float:

@@ -51,7 +51,9 @@ async def service(
     render = functools.partial(job_proto, public_url="https://api", signing_key=b"k", ttl_s=60)
     server = grpc.aio.server()
     outbox = Outbox(store, js, interval_s=60)
-    servicer = JobServicer(store, outbox, render, FundsCheck(billing.stub), max_processing=CAP)
+    servicer = JobServicer(
+        store, outbox, render, FundsCheck(billing.stub, fresh_s=0), max_processing=CAP
+    )
     jobs_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
