@@ -1,27 +1,20 @@
-"""What the gateway can tell about a URL a client sent, without fetching it."""
+"""What the gateway can tell about a URL a client sent, without fetching it.
+
+URLs are read by `lipsync_common.netguard.parse_url`, as the worker and the
+webhook sender read them, so the gateway refuses every URL they would.
+"""
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from urllib.parse import urlsplit
-
-# Whitespace and control characters, which no URL we accept may contain.
-_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+from lipsync_common.netguard import UnsafeURLError, is_public_address, parse_url
 
 
 def http_url_host(value: str) -> str | None:
     """The host of an http(s) URL, or None when `value` is not one."""
-    if _CONTROL.search(value):
-        return None
     try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
+        return parse_url(value, ("http", "https")).host
+    except UnsafeURLError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return parts.hostname
 
 
 def is_private_host(host: str) -> bool:
@@ -30,9 +23,10 @@ def is_private_host(host: str) -> bool:
     Only literal addresses and localhost can be judged here; the webhook sender
     must still check the resolved address at delivery time.
     """
+    host = host.removesuffix(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return not ipaddress.ip_address(host).is_global
+        return not is_public_address(host)
     except ValueError:
         return False

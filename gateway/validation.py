@@ -84,7 +84,11 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object, else 400 `invalid_json`."""
+    """The body as a JSON object of valid Unicode text.
+
+    400 `invalid_json` if it is not a JSON object; 422 naming every string
+    (member name or value) that holds a lone surrogate.
+    """
     try:
         value = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
@@ -92,7 +96,68 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise Problem(400, "invalid_json", "the request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise Problem(400, "invalid_json", "the request body must be a JSON object")
+    # In ASCII text a surrogate can only come from a \\u escape, so most bodies skip the walk.
+    if raw.isascii() and b"\\u" not in raw:
+        return value
+    errors = lone_surrogate_errors(value)
+    if errors:
+        raise invalid_parameters(errors)
     return value
+
+
+def _lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate of `text` as its JSON escape (`\\ud800`), None if none."""
+    # Surrogates are the only code points that UTF-8 cannot encode.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"\\u{ord(text[error.start]):04x}"
+    return None
+
+
+def _as_written(text: str) -> str:
+    # A member name is reported as the client wrote it, its surrogates as escapes,
+    # so that the answer itself is valid UTF-8.
+    return "".join(_lone_surrogate(char) or char for char in text)
+
+
+def _child(path: str, part: str) -> str:
+    return f"{path}.{part}" if path else part
+
+
+def lone_surrogate_errors(body: dict[str, Any]) -> list[FieldError]:
+    """A 422 error for each string of `body`, name or value, holding a lone surrogate.
+
+    json.loads turns the escape `\\ud800` (and the UTF-8-encoded surrogate
+    bytes, which it decodes with "surrogatepass") into a str that protobuf, the
+    fingerprint and the JSON answer all fail to encode: a 500 that dropped the
+    connection. Refusing them here means no later code sees one.
+    """
+    errors: list[FieldError] = []
+
+    def check(field: str, text: str, rule: str) -> None:
+        escape = _lone_surrogate(text)
+        if escape is not None:
+            errors.append(FieldError(field, f"{field} {rule} ({escape} is a lone surrogate)"))
+
+    # A stack in document order, not recursion: json.loads accepts nesting as
+    # deep as the interpreter's recursion limit, which a recursive walk would pass.
+    # Each entry: the field's path, its member name (None in a list), its value.
+    pending: list[tuple[str, str | None, Any]] = [("", None, body)]
+    while pending:
+        path, name, value = pending.pop()
+        field = path or "body"
+        if name is not None:
+            check(field, name, "must be a name in valid Unicode text")
+        if isinstance(value, str):
+            check(field, value, "must be valid Unicode text")
+        elif isinstance(value, dict):
+            members = [(_child(path, _as_written(key)), key, item) for key, item in value.items()]
+            pending.extend(reversed(members))
+        elif isinstance(value, list):
+            items = [(_child(path, str(i)), None, item) for i, item in enumerate(value)]
+            pending.extend(reversed(items))
+    return errors
 
 
 def fingerprint(endpoint: str, body: Mapping[str, Any]) -> str:

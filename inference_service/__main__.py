@@ -43,7 +43,9 @@ async def main() -> None:
         http,
         ResultStore(settings.results_dir),
     )
-    worker = Worker(js, pipeline, settings.worker_name, settings.heartbeat_s)
+    worker = Worker(
+        js, pipeline, settings.worker_name, settings.heartbeat_s, concurrency=settings.concurrency
+    )
 
     async def start() -> None:
         # Readiness waits for the models: a worker that cannot render takes no job.

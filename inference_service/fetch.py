@@ -1,11 +1,16 @@
-"""Downloads job inputs through the URL guard, within size limits.
+"""Downloads job inputs through the URL guard, within size and time limits.
 
 Redirects are followed by hand so that every hop passes the guard: a public
 URL must not be able to redirect the worker into the private network.
+
+The HTTP client's timeout is per read, which a server trickling one byte at a
+time never trips; so each download also has a total deadline, over every hop
+from the first connect to the last byte.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -25,8 +30,31 @@ async def download(
     dest: Path,
     max_bytes: int,
     allow_private: bool,
+    *,
+    timeout_s: float,
 ) -> int:
-    """Download `url` to `dest`; returns the byte count. `field` names the input."""
+    """Download `url` to `dest` within `timeout_s` in all; returns the byte count.
+
+    `field` names the input in the messages the user sees.
+    """
+    deadline = asyncio.timeout(timeout_s)
+    try:
+        async with deadline:
+            return await _download(client, field, url, dest, max_bytes, allow_private)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # some other timeout, not this deadline
+        raise JobFailure(f"{field} took longer than {timeout_s:g} s to download") from None
+
+
+async def _download(
+    client: httpx.AsyncClient,
+    field: str,
+    url: str,
+    dest: Path,
+    max_bytes: int,
+    allow_private: bool,
+) -> int:
     label = field.removeprefix("formState.")
     for _ in range(MAX_REDIRECTS + 1):
         try:

@@ -77,6 +77,9 @@ class Pipeline:
         self.billing = billing
         self.http = http
         self.store = store
+        # The worker holds several jobs so that one slow download blocks no
+        # other job, but renders queue for a slot, at most one per core.
+        self._render_slots = asyncio.Semaphore(settings.render_slots)
 
     async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
         """Render a job; raises JobFailure/MediaError for the user, others for retry."""
@@ -102,7 +105,7 @@ class Pipeline:
             audio = [item for item in plan.media if item.name in plan.priced_audio]
             inputs = await self._fetch_all(audio, work)
             try:
-                return self._durations(plan, inputs)
+                return await asyncio.to_thread(self._durations, plan, inputs)
             except MediaError as exc:
                 raise JobFailure(exc.user_message) from None
         finally:
@@ -142,7 +145,12 @@ class Pipeline:
             if item.kind == "image":
                 probe_image(inputs[item.name].path, max_pixels_side=limits.max_image_side)
             elif item.kind == "video":
-                probe_video(inputs[item.name].path, max_duration_s=limits.max_duration_s)
+                probe_video(
+                    inputs[item.name].path,
+                    max_duration_s=limits.max_duration_s,
+                    max_side=limits.max_video_side,
+                    max_fps=limits.max_video_fps,
+                )
         return self._durations(plan, inputs)
 
     async def _render(
@@ -152,7 +160,9 @@ class Pipeline:
         inputs = await self._fetch_all(list(plan.media), work)
         clock.lap("download")
         try:
-            durations = self._probe(plan, inputs)
+            # In a thread: probing may demux a whole file, and the other jobs'
+            # heartbeats must keep going meanwhile.
+            durations = await asyncio.to_thread(self._probe, plan, inputs)
         except MediaError as exc:
             raise JobFailure(exc.user_message) from None
         clock.lap("probe")
@@ -161,10 +171,12 @@ class Pipeline:
         clock.lap("reserve")
 
         out_path = work / "out.mp4"
-        try:
-            result = await asyncio.to_thread(self._call_engine, request, plan, inputs, out_path)
-        except MediaError as exc:
-            raise JobFailure(exc.user_message) from None
+        async with self._render_slots:
+            clock.lap("render_queue")
+            try:
+                result = await asyncio.to_thread(self._call_engine, request, plan, inputs, out_path)
+            except MediaError as exc:
+                raise JobFailure(exc.user_message) from None
         clock.lap("inference")
         output_key = self.store.put(request.job_id, out_path)
         clock.lap("store")
@@ -194,7 +206,13 @@ class Pipeline:
 
     async def _fetch(self, field_name: str, url: str, dest: Path, max_bytes: int) -> None:
         await download(
-            self.http, field_name, url, dest, max_bytes, self.settings.allow_private_urls
+            self.http,
+            field_name,
+            url,
+            dest,
+            max_bytes,
+            self.settings.allow_private_urls,
+            timeout_s=self.settings.limits.download_timeout_s,
         )
 
     async def _reserve(

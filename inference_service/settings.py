@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lipsync_common.config import (
+    ConfigError,
     data_dir,
     env_bool,
     env_float,
@@ -29,7 +30,12 @@ class Limits:
     max_video_bytes: int
     max_image_side: int
     max_duration_s: float
+    # Total time for one download, every redirect hop included.
     download_timeout_s: float
+    # Checked from the stream header, before any frame is decoded.
+    max_video_side: int
+    # With max_duration_s, caps a video's frame count (and refuses absurd rates).
+    max_video_fps: float
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -40,6 +46,8 @@ class Limits:
             max_image_side=env_int("LIPSYNC_MAX_IMAGE_SIDE", 8000),
             max_duration_s=env_float("LIPSYNC_MAX_DURATION_S", 600.0),
             download_timeout_s=env_float("LIPSYNC_DOWNLOAD_TIMEOUT_S", 120.0),
+            max_video_side=env_int("LIPSYNC_MAX_VIDEO_SIDE", 4096),
+            max_video_fps=env_float("LIPSYNC_MAX_VIDEO_FPS", 60.0),
         )
 
 
@@ -57,11 +65,17 @@ class WorkerSettings:
     worker_name: str
     # In-progress heartbeats keep JetStream from redelivering a long render.
     heartbeat_s: float
+    # Jobs a worker holds at once: downloads run side by side, renders take a slot.
+    concurrency: int
+    # Renders at once. A render leaves cores idle (its Python steps hold the
+    # GIL), so a few side by side finish sooner in all; more than cores is waste.
+    render_slots: int
     limits: Limits
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
         root = data_dir()
+        concurrency = _positive("LIPSYNC_WORKER_CONCURRENCY", 2)
         return cls(
             nats_url=nats_url(),
             billing_addr=service_addr("billing"),
@@ -73,5 +87,14 @@ class WorkerSettings:
             torch_batch=env_int("LIPSYNC_TORCH_BATCH", 32),
             worker_name=env_str("LIPSYNC_WORKER_NAME", f"{socket.gethostname()}-{os.getpid()}"),
             heartbeat_s=env_float("LIPSYNC_HEARTBEAT_S", 15.0),
+            concurrency=concurrency,
+            render_slots=_positive("LIPSYNC_RENDER_SLOTS", min(os.cpu_count() or 1, concurrency)),
             limits=Limits.from_env(),
         )
+
+
+def _positive(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, not {value}")
+    return value

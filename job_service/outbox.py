@@ -1,8 +1,13 @@
 """Hands stored jobs to the inference workers over the JetStream work queue.
 
-A job is stored first and published second; `published_at` is the outbox
-flag. A job whose publish failed (NATS down) keeps the flag unset and is
-published again by the outbox pass, every `interval_s`. The flags of
+A job is stored first and published second, and CreateJob never waits for
+the publish: it answers once the job is stored, so an answer always means the
+job exists and will run, and an error always means it does not (with NATS
+down, a publish waiting past the gateway's deadline used to answer 503 for a
+job that later ran and was charged). `enqueue` hands the stored job to the
+publisher tasks; `published_at` is the outbox flag, and a job whose publish
+failed keeps it unset and is published again by the outbox pass, every
+`interval_s`. The flags of
 published jobs are written in batches, one UPDATE per `MARK_EVERY_S`, not one
 per job: a job created at full speed then costs one write transaction, not
 two. Losing a batch (a crash before it is written) only publishes those jobs
@@ -27,6 +32,10 @@ from lipsync_common.logs import job_context
 log = logging.getLogger(__name__)
 
 MARK_EVERY_S = 0.05
+# Publishes in flight at once; each waits for JetStream's acknowledgement.
+PUBLISHERS = 4
+# Jobs waiting for a publisher; past this the outbox pass publishes them.
+QUEUE_LIMIT = 10_000
 
 
 async def publish_job(js: JetStreamContext, row: JobRow) -> None:
@@ -49,7 +58,15 @@ class Outbox:
         self.js = js
         self.interval_s = interval_s
         self._published: list[str] = []
+        self._queue: asyncio.Queue[JobRow] = asyncio.Queue(QUEUE_LIMIT)
         self._tasks: list[asyncio.Task[None]] = []
+
+    def enqueue(self, row: JobRow) -> None:
+        """Have a stored job published soon; never waits on NATS."""
+        try:
+            self._queue.put_nowait(row)
+        except asyncio.QueueFull:
+            log.warning("publish queue full; the outbox pass will publish the job")
 
     async def publish(self, row: JobRow) -> None:
         """Publish a stored job; on failure the outbox pass publishes it later."""
@@ -74,6 +91,7 @@ class Outbox:
 
     def start(self) -> None:
         self._tasks = [
+            *(asyncio.create_task(self._publisher()) for _ in range(PUBLISHERS)),
             asyncio.create_task(self._every(MARK_EVERY_S, self.flush)),
             asyncio.create_task(self._every(self.interval_s, self.publish_pending)),
         ]
@@ -84,6 +102,12 @@ class Outbox:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.flush()
+
+    async def _publisher(self) -> None:
+        while True:
+            row = await self._queue.get()
+            with job_context(row.id):
+                await self.publish(row)
 
     async def _every(self, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
         while True:

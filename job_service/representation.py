@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from job_service.store import JobRow
@@ -15,7 +17,9 @@ def _timestamp(seconds: float) -> Timestamp:
     return ts
 
 
-def job_proto(row: JobRow, public_url: str, signing_key: bytes, ttl_s: int) -> jobs_pb2.Job:
+def job_proto(
+    row: JobRow, public_url: str, signing_key: bytes, ttl_s: int, now: float | None = None
+) -> jobs_pb2.Job:
     job = jobs_pb2.Job(
         id=row.id,
         account_id=row.account_id,
@@ -28,9 +32,11 @@ def job_proto(row: JobRow, public_url: str, signing_key: bytes, ttl_s: int) -> j
     if row.finished_at is not None:
         job.finished_at.CopyFrom(_timestamp(row.finished_at))
     if row.status == jobs_pb2.JOB_STATUS_COMPLETED and row.output_key:
-        # The URL expires with the retention period, counted from completion.
+        # The URL expires with the retention period, counted from completion;
+        # past it the output is gone for the client (API.md: `output` reads null).
         expires = int((row.finished_at or row.created_at) + ttl_s)
-        job.output_url = public_url + sign_path(signing_key, row.output_key, expires)
+        if (time.time() if now is None else now) < expires:
+            job.output_url = public_url + sign_path(signing_key, row.output_key, expires)
     if row.execution_time_ms is not None:
         job.execution_time_ms = row.execution_time_ms
     if row.timings:

@@ -56,7 +56,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             if new:
                 JOBS_CREATED.labels(model).inc()
                 log.info("job created", extra={"fields": {"model": model}})
-                await self.outbox.publish(row)
+                self.outbox.enqueue(row)
         return jobs_pb2.CreateJobResponse(job=self.render(row))
 
     async def _create(

@@ -110,6 +110,12 @@ MIGRATIONS: list[MigrationStep] = [
     ALTER TABLE jobs ADD COLUMN webhook_lease_owner TEXT;
     ALTER TABLE jobs ADD COLUMN webhook_lease_until DOUBLE PRECISION
     """,
+    # Deliveries that stopped for good (410 Gone, a refused URL), and why the
+    # last attempt failed.
+    """
+    ALTER TABLE jobs ADD COLUMN webhook_gave_up_at DOUBLE PRECISION;
+    ALTER TABLE jobs ADD COLUMN webhook_last_error TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 # The table as the queries see it (the migrations above create it).
@@ -140,6 +146,8 @@ jobs = Table(
     Column("webhook_next_attempt_at", Double),
     Column("webhook_lease_owner", Text),
     Column("webhook_lease_until", Double),
+    Column("webhook_gave_up_at", Double),
+    Column("webhook_last_error", Text, nullable=False),
 )
 
 # How long a sweep owns the deliveries it claimed: far longer than one
@@ -299,6 +307,7 @@ _DUE = (
         jobs.c.finished_at.is_not(None),
         jobs.c.webhook != "",
         jobs.c.webhook_delivered_at.is_(None),
+        jobs.c.webhook_gave_up_at.is_(None),
         jobs.c.webhook_attempts < bindparam("max_attempts"),
         or_(
             jobs.c.webhook_next_attempt_at.is_(None),
@@ -459,7 +468,7 @@ class JobStore:
     ) -> list[JobRow]:
         """Lease to `owner` the due webhooks no one holds, and return them, oldest first.
 
-        Due: undelivered, attempts left, next attempt time come. One UPDATE claims
+        Due: undelivered, not given up, attempts left, next attempt time come. One UPDATE claims
         them, in a transaction (SQLite: under the write lock; PostgreSQL:
         SERIALIZABLE, rows another sweep has locked skipped), so no row is
         claimed by two sweeps while its lease runs.
@@ -480,10 +489,16 @@ class JobStore:
         return await self.db.transaction(claim)
 
     async def record_webhook_attempt(
-        self, job_id: str, owner: str, delivered: bool, next_attempt_at: float | None = None
+        self,
+        job_id: str,
+        owner: str,
+        delivered: bool,
+        next_attempt_at: float | None = None,
+        error: str = "",
+        give_up: bool = False,
     ) -> bool:
         """Count `owner`'s attempt and release its lease; a failed one is retried no sooner
-        than `next_attempt_at`.
+        than `next_attempt_at`, or never with `give_up`. `error` says why it failed.
 
         False, and nothing recorded, when `owner` does not hold the lease (it ran
         out and another sweep took the row).
@@ -492,9 +507,12 @@ class JobStore:
             "job_id": job_id,
             "owner": owner,
             "webhook_next_attempt_at": next_attempt_at,
+            "webhook_last_error": error,
         }
         if delivered:
             params["webhook_delivered_at"] = time.time()
+        if give_up:
+            params["webhook_gave_up_at"] = time.time()
         return await self.db.run(
             lambda conn: conn.execute(_RECORD_WEBHOOK_ATTEMPT, params).rowcount == 1
         )

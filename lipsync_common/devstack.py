@@ -3,8 +3,9 @@
 Starts a `nats-server` child with JetStream under the data directory (unless
 `LIPSYNC_NATS_URL` points at an external NATS), then the four gRPC services
 and the gateway as separate processes, waits until each reports ready, and
-stops them all, in reverse order, on Ctrl-C or SIGTERM, or when any of them
-dies.
+stops them all, in reverse order, on Ctrl-C or SIGTERM. A process that dies
+once the stack is up is started again (`Stack.supervise`), after a delay that
+doubles with each quick death, so one crash never takes the API down with it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,24 @@ SERVICE_KEYS = {
 }
 
 
+# A process that dies is started again after this delay, doubled for each death
+# soon after a start, up to the cap; one that stayed up this long starts over.
+RESTART_DELAY_S = 0.5
+RESTART_DELAY_CAP_S = 30.0
+STAYED_UP_S = 60.0
+
+
 class StackError(RuntimeError):
     """A part of the stack did not start."""
+
+
+@dataclass
+class _Restarts:
+    """When a child was last started and how soon it may be started again."""
+
+    started_at: float
+    delay_s: float = RESTART_DELAY_S
+    due_at: float | None = None
 
 
 def nats_server_binary() -> str:
@@ -102,6 +119,8 @@ class Stack:
     start_timeout_s: float = 120.0
     children: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    _argv: dict[str, list[str]] = field(default_factory=dict)
+    _restarts: dict[str, _Restarts] = field(default_factory=dict)
 
     def start(self) -> None:
         try:
@@ -138,6 +157,11 @@ class Stack:
         self.env["LIPSYNC_NATS_URL"] = f"nats://127.0.0.1:{port}"
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        self._argv[name] = argv
+        self._restarts[name] = _Restarts(started_at=time.monotonic())
+        self.children.append((name, self._popen(name, argv)))
+
+    def _popen(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         out: IO[bytes] | None = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -145,14 +169,13 @@ class Stack:
             self._logs.append(out)
         # A new process group: Ctrl-C in the terminal reaches only this
         # supervisor, which then stops the children in order.
-        process = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             env={**self.env, **self.process_env.get(name, {})},
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
             start_new_session=True,
         )
-        self.children.append((name, process))
 
     def _wait_ready(self) -> None:
         checks: dict[str, Callable[[], bool]] = {
@@ -183,6 +206,37 @@ class Stack:
             code = process.poll()
             if code is not None:
                 raise StackError(f"{name} exited with code {code}")
+
+    def supervise(self, now: float | None = None) -> list[dict[str, object]]:
+        """Start again each child that died, once its delay has passed.
+
+        Returns one log record per death noticed and per restart made.
+        """
+        now = time.monotonic() if now is None else now
+        records: list[dict[str, object]] = []
+        for index, (name, process) in enumerate(self.children):
+            code = process.poll()
+            if code is None:
+                continue
+            restarts = self._restarts[name]
+            if restarts.due_at is None:
+                if now - restarts.started_at >= STAYED_UP_S:
+                    restarts.delay_s = RESTART_DELAY_S
+                restarts.due_at = now + restarts.delay_s
+                records.append(
+                    {
+                        "msg": "process died",
+                        "process": name,
+                        "exit_code": code,
+                        "restart_in_s": restarts.delay_s,
+                    }
+                )
+                restarts.delay_s = min(restarts.delay_s * 2, RESTART_DELAY_CAP_S)
+            if now >= restarts.due_at:
+                self.children[index] = (name, self._popen(name, self._argv[name]))
+                restarts.started_at, restarts.due_at = now, None
+                records.append({"msg": "process restarted", "process": name})
+        return records
 
     def stop(self, grace_s: float = 15.0) -> None:
         """Stop the children one by one, last started first: the gateway goes
@@ -244,20 +298,15 @@ def main() -> int:
         return 1
     started = True
     print(_banner(stack), file=sys.stderr, flush=True)
-    code = 0
     try:
         while not stopping:
-            try:
-                stack.raise_if_dead()
-            except StackError as exc:
-                print(json.dumps({"msg": "stopping the stack", "error": str(exc)}), file=sys.stderr)
-                code = 1
-                break
-            time.sleep(0.5)
+            for record in stack.supervise():
+                print(json.dumps(record), file=sys.stderr, flush=True)
+            time.sleep(0.2)
     finally:
         stack.stop()
     print(json.dumps({"msg": "lip-sync stack stopped"}), file=sys.stderr)
-    return code
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the user can act on.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -127,8 +128,24 @@ def probe_image(path: str | Path, max_pixels_side: int = DEFAULT_MAX_IMAGE_SIDE)
     return ImageInfo(width=header.width, height=header.height, format=header.format)
 
 
-def probe_video(path: str | Path, *, max_duration_s: float | None = None) -> VideoInfo:
-    """Duration, frame rate and size of the first video stream."""
+def probe_video(
+    path: str | Path,
+    *,
+    max_duration_s: float | None = None,
+    max_side: int | None = None,
+    max_fps: float | None = None,
+) -> VideoInfo:
+    """Duration, frame rate and size of the first video stream.
+
+    Every limit is checked from the headers, before a frame is decoded: the
+    size against `max_side`, the rate against `max_fps`, and the frame count
+    (stated, or counted from packets) against `max_duration_s` × `max_fps`.
+    """
+    max_frames = (
+        math.floor(max_duration_s * max_fps)
+        if max_duration_s is not None and max_fps is not None
+        else None
+    )
     with _open(path, "video") as container:
         if not container.streams.video:
             raise MediaError("video has no video stream")
@@ -137,22 +154,43 @@ def probe_video(path: str | Path, *, max_duration_s: float | None = None) -> Vid
         height = int(stream.codec_context.height or 0)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
+        if width <= 0 or height <= 0 or fps <= 0:
+            raise MediaError("video could not be decoded: unknown frame size or frame rate")
+        if max_side is not None and (width > max_side or height > max_side):
+            raise MediaError(
+                f"video is {width}x{height} pixels, over the limit of {max_side}x{max_side}"
+            )
+        if max_fps is not None and fps > max_fps:
+            raise MediaError(f"video is {fps:g} frames per second, over the limit of {max_fps:g}")
+        if max_frames is not None and stream.frames > max_frames:
+            raise MediaError(_too_many_frames(str(stream.frames), max_frames))
         duration = _stream_duration(container, stream)
         if duration is None:
-            duration = _count_video_duration(container, stream, fps)
-    if width <= 0 or height <= 0 or fps <= 0:
-        raise MediaError("video could not be decoded: unknown frame size or frame rate")
+            duration = _count_video_duration(container, stream, fps, max_frames)
     if max_duration_s is not None and duration > max_duration_s:
         raise MediaError(f"video is {duration:.1f} s long, over the limit of {max_duration_s:g} s")
     return VideoInfo(duration_s=duration, fps=fps, width=width, height=height)
 
 
+def _too_many_frames(frames: str, max_frames: int) -> str:
+    return f"video has {frames} frames, over the limit of {max_frames}"
+
+
 def _count_video_duration(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    fps: float,
+    max_frames: int | None,
 ) -> float:
-    # Demuxing without decoding is enough to count packets (one frame each).
-    packets = sum(1 for packet in container.demux(stream) if packet.size)
-    return packets / fps if fps else 0.0
+    # Demuxing without decoding is enough to count packets (one frame each);
+    # the count stops at the cap, so a stream of countless tiny frames ends early.
+    packets = 0
+    for packet in container.demux(stream):
+        if packet.size:
+            packets += 1
+            if max_frames is not None and packets > max_frames:
+                raise MediaError(_too_many_frames(f"more than {max_frames}", max_frames))
+    return packets / fps
 
 
 def probe_output(path: str | Path) -> OutputInfo:

@@ -247,6 +247,24 @@ def test_webhook_must_be_a_url(webhook: object) -> None:
     assert list(field_errors("lipsync-image", body, private=True)) == ["webhook"]
 
 
+# Regression: issue 9, item 1. These passed the gateway; the sender's HTTP
+# client refuses (or its resolver misreads) them, so they are refused here.
+@pytest.mark.parametrize(
+    "webhook",
+    [
+        "https://127.0.0.010/hook",
+        "https://8.8.8.010/hook",
+        "https://127.1/hook",
+        "https://2130706433/hook",
+        "https://hooks.example.com:99999/hook",
+    ],
+)
+@pytest.mark.parametrize("private", [False, True])
+def test_webhook_urls_the_sender_would_refuse_are_refused(webhook: str, private: bool) -> None:
+    body = {"webhook": webhook, "formState": {"image": IMAGE, "audio": AUDIO}}
+    assert list(field_errors("lipsync-image", body, private=private)) == ["webhook"]
+
+
 def test_every_field_error_is_listed_at_once_in_schema_order() -> None:
     # The header first, then the body's fields in the order of its schema (a
     # model's inputs before the common options), unknown fields last at each level.
@@ -389,3 +407,55 @@ def test_estimate_errors_name_the_fields_of_the_job_body_and_refuse_a_webhook() 
         "formState.audio": "formState.audio is required",
         "webhook": "webhook is an unknown parameter",
     }
+
+
+def surrogate_errors(raw: bytes) -> dict[str, str]:
+    with pytest.raises(Problem) as caught:
+        parse_json_object(raw)
+    problem = caught.value
+    assert (problem.status, problem.code) == (422, "invalid_parameter")
+    assert problem.detail == problem.errors[0].message
+    # The answer must itself be UTF-8, or rendering it would fail in turn.
+    json.dumps(problem.body(), ensure_ascii=False).encode()
+    return {error.field: error.message for error in problem.errors}
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "\\udc00", "\\uDBFF"])
+def test_a_lone_surrogate_escape_is_a_422_naming_the_field(escape: str) -> None:
+    raw = json.dumps({"formState": {"prompt": "a@b"}}).replace("@", escape)
+    lowered = escape.lower()
+    assert surrogate_errors(raw.encode()) == {
+        "formState.prompt": f"formState.prompt must be valid Unicode text ({lowered}"
+        " is a lone surrogate)"
+    }
+
+
+def test_utf8_encoded_surrogate_bytes_are_refused_too() -> None:
+    # json.loads decodes bytes with "surrogatepass", so these come out as "\ud800".
+    assert surrogate_errors(b'{"email": "\xed\xa0\x80@example.com"}') == {
+        "email": "email must be valid Unicode text (\\ud800 is a lone surrogate)"
+    }
+
+
+def test_every_lone_surrogate_is_listed_in_names_and_lists_in_document_order() -> None:
+    raw = b'{"a\\ud800": 1, "formState": {"x": ["ok", "\\udc01"]}, "webhook": "\\ud801"}'
+    errors = surrogate_errors(raw)
+    assert errors == {
+        "a\\ud800": "a\\ud800 must be a name in valid Unicode text (\\ud800 is a lone surrogate)",
+        "formState.x.1": "formState.x.1 must be valid Unicode text (\\udc01 is a lone surrogate)",
+        "webhook": "webhook must be valid Unicode text (\\ud801 is a lone surrogate)",
+    }
+    assert list(errors) == ["a\\ud800", "formState.x.1", "webhook"]
+
+
+def test_surrogate_pairs_and_an_escaped_backslash_are_valid_text() -> None:
+    raw = b'{"prompt": "\\ud83d\\ude00", "note": "\\\\ud800"}'
+    assert parse_json_object(raw) == {"prompt": "\U0001f600", "note": "\\ud800"}
+
+
+def test_a_lone_surrogate_under_deep_nesting_is_a_422_not_a_crash() -> None:
+    # As deep as json.loads itself accepts; a recursive walk would overflow here.
+    depth = 900
+    raw = b'{"a": ' + b"[" * depth + b'"\\ud800"' + b"]" * depth + b"}"
+    errors = surrogate_errors(raw)
+    assert list(errors) == ["a" + ".0" * depth]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from inference_service.failures import JobFailure
 from inference_service.fetch import download
+from tests.inference_service.trickle import TrickleOrigin
 
 BODY = b"x" * 5000
 
@@ -69,7 +71,9 @@ async def test_a_file_is_downloaded(
     origin: Origin, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     dest = tmp_path / "a"
-    size = await download(client, "formState.audio", f"{origin.url}/file", dest, 10_000, True)
+    size = await download(
+        client, "formState.audio", f"{origin.url}/file", dest, 10_000, True, timeout_s=5
+    )
     assert size == len(BODY) and dest.read_bytes() == BODY
 
 
@@ -77,7 +81,9 @@ async def test_redirects_are_followed_through_the_guard(
     origin: Origin, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     dest = tmp_path / "a"
-    await download(client, "formState.audio", f"{origin.url}/redirect", dest, 10_000, True)
+    await download(
+        client, "formState.audio", f"{origin.url}/redirect", dest, 10_000, True, timeout_s=5
+    )
     assert dest.read_bytes() == BODY
 
 
@@ -88,7 +94,13 @@ async def test_a_public_url_cannot_redirect_into_the_private_network(
     # hop is checked, so the message names the field and the reason.
     with pytest.raises(JobFailure, match=r"formState.image: .*private or local"):
         await download(
-            client, "formState.image", f"{origin.url}/redirect", tmp_path / "a", 10_000, False
+            client,
+            "formState.image",
+            f"{origin.url}/redirect",
+            tmp_path / "a",
+            10_000,
+            False,
+            timeout_s=5,
         )
 
 
@@ -97,7 +109,9 @@ async def test_the_size_limit_holds_with_and_without_content_length(
     origin: Origin, client: httpx.AsyncClient, tmp_path: Path, path: str
 ) -> None:
     with pytest.raises(JobFailure, match="audio is larger than the limit"):
-        await download(client, "formState.audio", origin.url + path, tmp_path / "a", 4000, True)
+        await download(
+            client, "formState.audio", origin.url + path, tmp_path / "a", 4000, True, timeout_s=5
+        )
 
 
 @pytest.mark.parametrize(
@@ -108,9 +122,33 @@ async def test_unusable_answers_fail_with_a_clear_message(
     origin: Origin, client: httpx.AsyncClient, tmp_path: Path, path: str, message: str
 ) -> None:
     with pytest.raises(JobFailure, match=f"audio could not be downloaded: .*{message}"):
-        await download(client, "formState.audio", origin.url + path, tmp_path / "a", 10_000, True)
+        await download(
+            client, "formState.audio", origin.url + path, tmp_path / "a", 10_000, True, timeout_s=5
+        )
 
 
 async def test_an_unreachable_host_fails_cleanly(client: httpx.AsyncClient, tmp_path: Path) -> None:
     with pytest.raises(JobFailure, match="could not be downloaded: ConnectError"):
-        await download(client, "formState.audio", "http://127.0.0.1:9/x", tmp_path / "a", 10, True)
+        await download(
+            client, "formState.audio", "http://127.0.0.1:9/x", tmp_path / "a", 10, True, timeout_s=5
+        )
+
+
+async def test_a_trickling_download_fails_at_its_total_deadline(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # A byte every 0.1 s never trips the client's 5 s per-read timeout.
+    with TrickleOrigin(tmp_path) as slow:
+        started = time.monotonic()
+        with pytest.raises(JobFailure) as caught:
+            await download(
+                client,
+                "formState.audio",
+                f"{slow.url}/slow/a.wav",
+                tmp_path / "a",
+                1 << 20,
+                True,
+                timeout_s=1,
+            )
+    assert str(caught.value) == "formState.audio took longer than 1 s to download"
+    assert time.monotonic() - started < 3

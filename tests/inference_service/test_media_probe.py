@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from inference_service.media import MediaError, probe_audio, probe_image, probe_video
@@ -88,3 +91,48 @@ def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
     with pytest.raises(MediaError) as caught:
         probe_video(write_speech_wav(tmp_path / "voice.wav", 0.5))
     assert caught.value.user_message == "video has no video stream"
+
+
+def test_a_video_over_the_size_limit_is_refused_from_its_header(tmp_path: Path) -> None:
+    path = write_mp4(tmp_path / "wide.mp4", 0.2, width=160, height=96, with_audio=False)
+    with pytest.raises(MediaError) as caught:
+        probe_video(path, max_side=128)
+    assert caught.value.user_message == "video is 160x96 pixels, over the limit of 128x128"
+    assert probe_video(path, max_side=160).width == 160
+
+
+def test_a_video_over_the_frame_rate_limit_is_refused(tmp_path: Path) -> None:
+    path = write_mp4(tmp_path / "fast.mp4", 0.2, width=64, height=48, fps=50, with_audio=False)
+    with pytest.raises(MediaError) as caught:
+        probe_video(path, max_duration_s=600, max_fps=30)
+    assert caught.value.user_message == "video is 50 frames per second, over the limit of 30"
+
+
+def test_the_frame_count_stated_in_the_header_is_capped(tmp_path: Path) -> None:
+    path = write_mp4(tmp_path / "clip.mp4", 1.0, width=64, height=48, with_audio=False)
+    with pytest.raises(MediaError) as caught:
+        probe_video(path, max_duration_s=0.9, max_fps=25)
+    assert caught.value.user_message == "video has 25 frames, over the limit of 22"
+
+
+def _write_raw_h264(path: Path, frames: int) -> Path:
+    """An H.264 elementary stream: no container, so no stated duration or frame count."""
+    with av.open(str(path), mode="w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i, np.uint8), format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_counting_the_frames_of_a_stream_without_a_duration_stops_at_the_cap(
+    tmp_path: Path,
+) -> None:
+    path = _write_raw_h264(tmp_path / "raw.h264", 30)
+    assert probe_video(path).duration_s == pytest.approx(30 / 25)
+    with pytest.raises(MediaError) as caught:
+        probe_video(path, max_duration_s=1, max_fps=25)
+    assert caught.value.user_message == "video has more than 25 frames, over the limit of 25"

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 
+import httpx
 import pytest
 from nats.js import JetStreamContext
 
+from inference_service.engine import LipsyncEngine
 from inference_service.failures import JobFailure
-from inference_service.pipeline import AlreadySettled
+from inference_service.pipeline import AlreadySettled, Pipeline
+from inference_service.settings import WorkerSettings
+from inference_service.storage import ResultStore
 from inference_service.worker import INTERNAL_ERROR, Worker
+from lipsync.billing.v1 import billing_pb2
 from lipsync.jobs.v1 import events_pb2, jobs_pb2
 from lipsync_common.jetstream import (
     EVENTS_STREAM,
@@ -22,6 +30,9 @@ from lipsync_common.jetstream import (
     events_subject,
     message_id,
 )
+from tests.inference_service.trickle import TrickleOrigin
+from tests.job_specs import image_spec
+from tests.media_fixtures import portrait_path, write_speech_wav
 
 
 class Completes:
@@ -64,8 +75,10 @@ async def js(nats_server: str) -> AsyncIterator[JetStreamContext]:
     await nc.close()
 
 
-async def queue_job(js: JetStreamContext, job_id: str) -> None:
-    spec = jobs_pb2.JobSpec(
+async def queue_job(
+    js: JetStreamContext, job_id: str, spec: jobs_pb2.JobSpec | None = None
+) -> None:
+    spec = spec or jobs_pb2.JobSpec(
         lipsync_image=jobs_pb2.LipsyncImageInputs(image="https://x/i.png", audio="https://x/a.wav")
     )
     request = events_pb2.JobRequested(job_id=job_id, account_id="acct", spec=spec)
@@ -175,3 +188,64 @@ async def test_a_worker_with_concurrency_runs_jobs_side_by_side(js: JetStreamCon
     assert (worker.in_flight, worker.finished) == (0, 2)
     for job_id in ("job-a", "job-b"):
         assert kinds(await published_events(js, job_id)) == ["started", "completed"]
+
+
+class Billing:
+    """Reserves whatever it is asked; records which jobs asked."""
+
+    def __init__(self) -> None:
+        self.reserved: list[str] = []
+
+    async def Reserve(
+        self, request: billing_pb2.ReserveRequest, **_: object
+    ) -> billing_pb2.ReserveResponse:
+        self.reserved.append(request.job_id)
+        return billing_pb2.ReserveResponse(
+            outcome=billing_pb2.RESERVE_OUTCOME_RESERVED, credits=1, billed_seconds=1
+        )
+
+
+async def test_a_trickling_input_neither_stalls_the_next_job_nor_outlives_its_deadline(
+    js: JetStreamContext,
+    engine: LipsyncEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The default settings, but for the download deadline (short, to keep this fast).
+    monkeypatch.delenv("LIPSYNC_WORKER_CONCURRENCY", raising=False)
+    monkeypatch.delenv("LIPSYNC_RENDER_SLOTS", raising=False)
+    defaults = WorkerSettings.from_env()
+    settings = replace(
+        defaults,
+        results_dir=tmp_path / "results",
+        work_dir=tmp_path / "work",
+        allow_private_urls=True,
+        limits=replace(defaults.limits, download_timeout_s=4.0),
+    )
+    www = tmp_path / "www"
+    www.mkdir()
+    shutil.copy(portrait_path(), www / "face.jpg")
+    write_speech_wav(www / "a.wav", 0.4)
+    billing = Billing()
+    with TrickleOrigin(www) as origin:
+        await queue_job(
+            js, "job-slow", image_spec(f"{origin.url}/face.jpg", f"{origin.url}/slow/a.wav")
+        )
+        await queue_job(js, "job-fast", image_spec(f"{origin.url}/face.jpg", f"{origin.url}/a.wav"))
+        async with httpx.AsyncClient(timeout=30) as http:
+            pipeline = Pipeline(settings, engine, billing, http, ResultStore(settings.results_dir))  # type: ignore[arg-type]
+            worker = Worker(js, pipeline, "w1", heartbeat_s=0.2, concurrency=settings.concurrency)
+            await worker.start()
+            try:
+                await queue_drained(js)
+            finally:
+                await worker.stop()
+    fast = await published_events(js, "job-fast")
+    slow = await published_events(js, "job-slow")
+    assert kinds(fast) == ["started", "completed"]
+    assert kinds(slow) == ["started", "failed"]
+    assert slow[1].failed.error == "formState.audio took longer than 4 s to download"
+    # The fast job started after the slow one and was done before the slow one gave up.
+    assert slow[0].occurred_at.ToNanoseconds() <= fast[0].occurred_at.ToNanoseconds()
+    assert fast[1].occurred_at.ToNanoseconds() < slow[1].occurred_at.ToNanoseconds()
+    assert billing.reserved == ["job-fast"]  # the failed job reserved (so charged) nothing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from lipsync_common.jetstream import (
     ensure_streams,
     ensure_worker_consumer,
 )
+from tests.conftest import NatsProcess
 from tests.job_specs import image_spec
 
 
@@ -92,3 +95,32 @@ async def test_a_publish_repeated_after_a_lost_flag_is_dropped_as_a_duplicate(
     # A crash before the flag was written: the next pass publishes it again.
     await Outbox(store, js, interval_s=0).publish_pending()
     assert await queued(js) == [row.id]
+
+
+async def test_with_nats_down_a_job_is_accepted_at_once_and_published_when_it_is_back(
+    tmp_path: Path, restartable_nats: NatsProcess
+) -> None:
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    await store.open()
+    nc, js = await connect(restartable_nats.url, "test")
+    await ensure_streams(js)
+    await ensure_worker_consumer(js)
+    outbox = Outbox(store, js, interval_s=0.2)
+    outbox.start()
+    try:
+        await asyncio.to_thread(restartable_nats.stop)
+        row = await new_job(store)
+        started = time.monotonic()
+        outbox.enqueue(row)  # what CreateJob does once the job is stored
+        assert time.monotonic() - started < 0.1
+        await asyncio.sleep(0.5)
+        assert [r.id for r in await store.unpublished(older_than_s=-1)] == [row.id]
+        await asyncio.to_thread(restartable_nats.start)
+        async with asyncio.timeout(30):
+            while await store.unpublished(older_than_s=-1):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        assert await queued(js) == [row.id]
+    finally:
+        await outbox.stop()
+        await nc.close()
+        await store.close()

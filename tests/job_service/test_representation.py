@@ -51,7 +51,9 @@ def test_completed_job_gets_a_signed_url_valid_for_the_retention() -> None:
         credits=10,
         seed=3,
     )
-    body = job_to_json(job_proto(finished, "https://api.example", KEY, ttl_s=3600))
+    body = job_to_json(
+        job_proto(finished, "https://api.example", KEY, ttl_s=3600, now=1_700_000_200.0)
+    )
     url = urlsplit(body["output"])
     assert (url.scheme, url.netloc, url.path) == ("https", "api.example", "/files/abc.mp4")
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -66,3 +68,11 @@ def test_failed_job_has_no_output_and_zero_credits() -> None:
     body = job_to_json(job_proto(failed, "https://api", KEY, 60))
     assert body["status"] == "failed" and body["output"] is None
     assert body["error"] == "no face found in image" and body["credits"] == 0
+
+
+def test_an_output_past_its_retention_reads_null() -> None:
+    finished = row(jobs_pb2.JOB_STATUS_COMPLETED, finished_at=1_700_000_000.0, output_key="a.mp4")
+    kept = job_proto(finished, "https://api", KEY, ttl_s=60, now=1_700_000_059.0)
+    assert job_to_json(kept)["output"] is not None
+    expired = job_proto(finished, "https://api", KEY, ttl_s=60, now=1_700_000_060.0)
+    assert job_to_json(expired)["output"] is None and job_to_json(expired)["status"] == "completed"

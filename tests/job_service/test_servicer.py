@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from lipsync_common.jetstream import (
     ensure_worker_consumer,
 )
 from tests.billing_service.billing_harness import BillingHarness, running_billing
+from tests.conftest import NatsProcess
 from tests.job_specs import image_spec
 
 ACCOUNT = "acct"
@@ -51,6 +54,7 @@ async def service(
     render = functools.partial(job_proto, public_url="https://api", signing_key=b"k", ttl_s=60)
     server = grpc.aio.server()
     outbox = Outbox(store, js, interval_s=60)
+    outbox.start()
     servicer = JobServicer(
         store, outbox, render, FundsCheck(billing.stub, fresh_s=0), max_processing=CAP
     )
@@ -62,7 +66,10 @@ async def service(
     yield jobs_pb2_grpc.JobServiceStub(channel), sub
     await channel.close()
     await server.stop(None)
-    await nc.close()
+    await outbox.stop()
+    # nats-py's close can meet the reset of a connection whose server a test restarted.
+    with contextlib.suppress(ConnectionError):
+        await nc.close()
     await store.close()
 
 
@@ -165,3 +172,14 @@ async def test_a_retry_is_answered_even_when_its_reservation_took_the_balance(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.CreateJob(create_request(key="k2", account="tight"))
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_with_nats_down_a_job_is_still_accepted_within_the_callers_deadline(
+    service, restartable_nats: NatsProcess
+) -> None:
+    stub, _ = service
+    await asyncio.to_thread(restartable_nats.stop)
+    # The gateway's deadline is 5 s; a publish waiting on NATS used to outlast it.
+    job = (await stub.CreateJob(create_request(), timeout=2)).job
+    assert job.status == jobs_pb2.JOB_STATUS_PROCESSING
+    await asyncio.to_thread(restartable_nats.start)

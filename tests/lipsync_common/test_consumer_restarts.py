@@ -17,8 +17,8 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from lipsync_common.consumer import PullConsumer
-from lipsync_common.devstack import nats_server_binary, wait_for_port
 from lipsync_common.jetstream import connect
+from tests.conftest import NatsProcess
 from tests.integration.harness import free_port
 from tests.lipsync_common.consumer_helpers import (
     STREAM,
@@ -163,47 +163,8 @@ async def test_a_message_in_hand_at_a_crash_is_delivered_again_after_restart(
     assert handled == ["hang 1", "hang 2", "done hang"]
 
 
-class RestartableNats:
-    """A nats-server that a test can stop and start again on the same port and store."""
-
-    def __init__(self, store_dir: Path) -> None:
-        self.port = free_port()
-        self.store_dir = store_dir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                nats_server_binary(),
-                *("--addr", "127.0.0.1", "--port", str(self.port)),
-                *("--jetstream", "--store_dir", str(self.store_dir)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port("127.0.0.1", self.port, 10)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
-@pytest.fixture
-def restartable_nats(tmp_path: Path) -> Iterator[RestartableNats]:
-    server = RestartableNats(tmp_path / "nats")
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_the_consumer_waits_out_a_nats_outage_without_spinning(
-    restartable_nats: RestartableNats, caplog: pytest.LogCaptureFixture
+    restartable_nats: NatsProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     nc, js = await connect(restartable_nats.url, "test")
     await js.add_stream(StreamConfig(name=STREAM, subjects=[SUBJECT]))

@@ -8,6 +8,7 @@ sweeps against a real HTTP receiver on loopback.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -105,3 +106,44 @@ async def test_two_webhook_senders_on_one_database_post_each_attempt_once(
     posted = Counter(headers["webhook-id"] for headers, _ in receiver.requests)
     assert posted == {f"msg_{job_id}": 1 for job_id in ids}
     assert [count for count, _, _ in await attempts()] == [1] * JOBS
+
+
+async def test_a_delivery_given_up_is_never_claimed_again_and_keeps_its_reason(
+    replicas: tuple[JobStore, JobStore],
+) -> None:
+    first, second = replicas
+    stopped, retried = sorted(await finished_jobs(first, "https://hook.example", 2))
+    claimed = {row.id for row in await first.claim_webhooks("a", max_attempts=3)}
+    assert claimed == {stopped, retried}
+    assert await first.record_webhook_attempt(stopped, "a", False, error="HTTP 410", give_up=True)
+    assert await first.record_webhook_attempt(
+        retried, "a", False, time.time() + 5, error="HTTP 500"
+    )
+    later = await second.claim_webhooks("b", max_attempts=3, now=time.time() + 10**6)
+    assert [row.id for row in later] == [retried]
+    jobs = job_store.jobs
+    query = select(jobs.c.id, jobs.c.webhook_gave_up_at, jobs.c.webhook_last_error)
+    rows = {
+        job_id: (gave_up, error)
+        for job_id, gave_up, error in await second.db.run(lambda conn: conn.execute(query).all())
+    }
+    assert rows[stopped][0] is not None and rows[stopped][1] == "HTTP 410"
+    assert rows[retried] == (None, "HTTP 500")
+
+
+async def test_a_row_in_flight_is_not_claimed_again_before_its_lease_ends(
+    replicas: tuple[JobStore, JobStore],
+) -> None:
+    first, _ = replicas
+    (job_id,) = await finished_jobs(first, "https://hook.example", 1)
+    webhooks = sender(first, allow_private=True, timeout_s=30)
+    try:
+        # The lease outlasts the attempt's deadline, whatever the timeout.
+        assert webhooks.lease_s > webhooks.timeout_s
+        now = time.time()
+        (row,) = await first.claim_webhooks(webhooks.owner, 3, lease_s=webhooks.lease_s)
+        assert row.id == job_id
+        late = now + webhooks.timeout_s + 1
+        assert await first.claim_webhooks(webhooks.owner, 3, now=late) == []
+    finally:
+        await webhooks.stop()
