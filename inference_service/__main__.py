@@ -18,6 +18,7 @@ from lipsync.billing.v1 import billing_pb2_grpc
 from lipsync.inference.v1 import inference_pb2, inference_pb2_grpc
 from lipsync_common.config import ServerSettings
 from lipsync_common.grpc_server import run_grpc_service
+from lipsync_common.guarded_http import GuardedTransport
 from lipsync_common.jetstream import connect, ensure_streams
 from lipsync_common.logs import setup_logging
 
@@ -35,6 +36,8 @@ async def main() -> None:
         timeout=httpx.Timeout(settings.limits.download_timeout_s, connect=10),
         follow_redirects=False,
         headers={"user-agent": "lipsync-worker/0.1"},
+        # Resolves each host once and connects to the address it checked.
+        transport=GuardedTransport(settings.allow_private_urls),
     )
     pipeline = Pipeline(
         settings,

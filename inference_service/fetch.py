@@ -1,7 +1,11 @@
 """Downloads job inputs through the URL guard, within size and time limits.
 
-Redirects are followed by hand so that every hop passes the guard: a public
-URL must not be able to redirect the worker into the private network.
+The client must use `lipsync_common.guarded_http.GuardedTransport`, which
+resolves each host once, refuses private and local addresses (unless the
+operator allows them) and connects to the address it checked. Redirects are
+followed by hand so that every hop is parsed here and connected through that
+guard: a public URL must not be able to redirect the worker into the private
+network.
 
 The HTTP client's timeout is per read, which a server trickling one byte at a
 time never trips; so each download also has a total deadline, over every hop
@@ -17,7 +21,7 @@ from urllib.parse import urljoin
 import httpx
 
 from inference_service.failures import JobFailure
-from lipsync_common.netguard import UnsafeURLError, check_url
+from lipsync_common.netguard import UnsafeURLError, parse_url
 
 MAX_REDIRECTS = 5
 CHUNK = 256 * 1024
@@ -29,7 +33,6 @@ async def download(
     url: str,
     dest: Path,
     max_bytes: int,
-    allow_private: bool,
     *,
     timeout_s: float,
 ) -> int:
@@ -40,7 +43,7 @@ async def download(
     deadline = asyncio.timeout(timeout_s)
     try:
         async with deadline:
-            return await _download(client, field, url, dest, max_bytes, allow_private)
+            return await _download(client, field, url, dest, max_bytes)
     except TimeoutError:
         if not deadline.expired():
             raise  # some other timeout, not this deadline
@@ -53,15 +56,11 @@ async def _download(
     url: str,
     dest: Path,
     max_bytes: int,
-    allow_private: bool,
 ) -> int:
     label = field.removeprefix("formState.")
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            await check_url(url, allow_private, ("http", "https"))
-        except UnsafeURLError as exc:
-            raise JobFailure(f"{field}: {exc}") from None
-        try:
+            url = parse_url(url, ("http", "https")).url
             async with client.stream("GET", url) as response:
                 if response.is_redirect and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
@@ -84,6 +83,8 @@ async def _download(
                 if size == 0:
                     raise JobFailure(f"{label} could not be downloaded: {url} is empty")
                 return size
+        except UnsafeURLError as exc:
+            raise JobFailure(f"{field}: {exc}") from None
         except httpx.HTTPError as exc:
             raise JobFailure(
                 f"{label} could not be downloaded: {type(exc).__name__} for {url}"

@@ -211,7 +211,6 @@ class Pipeline:
             url,
             dest,
             max_bytes,
-            self.settings.allow_private_urls,
             timeout_s=self.settings.limits.download_timeout_s,
         )
 

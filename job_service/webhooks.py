@@ -44,9 +44,10 @@ from job_service import signing
 from job_service.metrics import WEBHOOK_DELIVERIES
 from job_service.store import WEBHOOK_LEASE_S, JobRow, JobStore
 from lipsync.jobs.v1 import jobs_pb2
+from lipsync_common.guarded_http import GuardedTransport
 from lipsync_common.jobjson import job_to_json
 from lipsync_common.logs import job_context
-from lipsync_common.netguard import UnsafeURLError, check_url
+from lipsync_common.netguard import Resolver, UnsafeURLError, parse_url, system_resolver
 
 log = logging.getLogger(__name__)
 
@@ -133,18 +134,24 @@ class WebhookSender:
         allow_private: bool,
         schedule: RetrySchedule | None = None,
         concurrency: int = MAX_CONCURRENT_DELIVERIES,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.store = store
         self.render = render
         self.secrets = secrets
-        self.allow_private = allow_private
         self.schedule = schedule or RetrySchedule()
         self.timeout_s = timeout_s
         self.concurrency = concurrency
         # The lease outlasts an attempt's deadline (plus the secret lookup and
         # the recording), so the next sweep never claims a row in flight.
         self.lease_s = WEBHOOK_LEASE_S + timeout_s
-        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        # The transport resolves each receiver once and connects to the
+        # address it checked, so DNS cannot swap in a private one in between.
+        self._client = httpx.AsyncClient(
+            timeout=timeout_s,
+            follow_redirects=False,
+            transport=GuardedTransport(allow_private, resolver),
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -269,7 +276,7 @@ class WebhookSender:
         try:
             # One deadline for all of it: httpx's timeout is per read.
             async with asyncio.timeout(self.timeout_s):
-                target = await check_url(row.webhook, self.allow_private, ("https", "http"))
+                target = parse_url(row.webhook, ("https", "http"))
                 async with self._client.stream(
                     "POST", target.url, content=body, headers=headers
                 ) as response:

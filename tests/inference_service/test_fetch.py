@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import pytest
 
 from inference_service.failures import JobFailure
 from inference_service.fetch import download
+from lipsync_common.guarded_http import GuardedTransport
 from tests.inference_service.trickle import TrickleOrigin
 
 BODY = b"x" * 5000
@@ -61,9 +62,22 @@ def origin() -> Iterator[Origin]:
     o.server.shutdown()
 
 
+async def loopback(host: str, port: int) -> Sequence[str]:
+    """Every name is this machine: no test lookup or connection leaves it."""
+    return ["127.0.0.1"]
+
+
+def guarded(allow_private: bool) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        timeout=5,
+        transport=GuardedTransport(allow_private, loopback),
+    )
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(follow_redirects=False, timeout=5) as c:
+    async with guarded(True) as c:
         yield c
 
 
@@ -72,7 +86,7 @@ async def test_a_file_is_downloaded(
 ) -> None:
     dest = tmp_path / "a"
     size = await download(
-        client, "formState.audio", f"{origin.url}/file", dest, 10_000, True, timeout_s=5
+        client, "formState.audio", f"{origin.url}/file", dest, 10_000, timeout_s=5
     )
     assert size == len(BODY) and dest.read_bytes() == BODY
 
@@ -81,27 +95,25 @@ async def test_redirects_are_followed_through_the_guard(
     origin: Origin, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     dest = tmp_path / "a"
-    await download(
-        client, "formState.audio", f"{origin.url}/redirect", dest, 10_000, True, timeout_s=5
-    )
+    await download(client, "formState.audio", f"{origin.url}/redirect", dest, 10_000, timeout_s=5)
     assert dest.read_bytes() == BODY
 
 
 async def test_a_public_url_cannot_redirect_into_the_private_network(
-    origin: Origin, client: httpx.AsyncClient, tmp_path: Path
+    origin: Origin, tmp_path: Path
 ) -> None:
     # The first hop is refused already here (loopback); the point is that each
     # hop is checked, so the message names the field and the reason.
-    with pytest.raises(JobFailure, match=r"formState.image: .*private or local"):
-        await download(
-            client,
-            "formState.image",
-            f"{origin.url}/redirect",
-            tmp_path / "a",
-            10_000,
-            False,
-            timeout_s=5,
-        )
+    async with guarded(False) as client:
+        with pytest.raises(JobFailure, match=r"formState.image: .*private or local"):
+            await download(
+                client,
+                "formState.image",
+                f"{origin.url}/redirect",
+                tmp_path / "a",
+                10_000,
+                timeout_s=5,
+            )
 
 
 @pytest.mark.parametrize("path", ["/file", "/chunked"])
@@ -110,7 +122,7 @@ async def test_the_size_limit_holds_with_and_without_content_length(
 ) -> None:
     with pytest.raises(JobFailure, match="audio is larger than the limit"):
         await download(
-            client, "formState.audio", origin.url + path, tmp_path / "a", 4000, True, timeout_s=5
+            client, "formState.audio", origin.url + path, tmp_path / "a", 4000, timeout_s=5
         )
 
 
@@ -123,14 +135,14 @@ async def test_unusable_answers_fail_with_a_clear_message(
 ) -> None:
     with pytest.raises(JobFailure, match=f"audio could not be downloaded: .*{message}"):
         await download(
-            client, "formState.audio", origin.url + path, tmp_path / "a", 10_000, True, timeout_s=5
+            client, "formState.audio", origin.url + path, tmp_path / "a", 10_000, timeout_s=5
         )
 
 
 async def test_an_unreachable_host_fails_cleanly(client: httpx.AsyncClient, tmp_path: Path) -> None:
     with pytest.raises(JobFailure, match="could not be downloaded: ConnectError"):
         await download(
-            client, "formState.audio", "http://127.0.0.1:9/x", tmp_path / "a", 10, True, timeout_s=5
+            client, "formState.audio", "http://127.0.0.1:9/x", tmp_path / "a", 10, timeout_s=5
         )
 
 
@@ -147,8 +159,20 @@ async def test_a_trickling_download_fails_at_its_total_deadline(
                 f"{slow.url}/slow/a.wav",
                 tmp_path / "a",
                 1 << 20,
-                True,
                 timeout_s=1,
             )
     assert str(caught.value) == "formState.audio took longer than 1 s to download"
     assert time.monotonic() - started < 3
+
+
+# Issue 9, item 7: downloads go through the transport that resolves once and
+# connects to the address it checked; the host name is kept for the request.
+async def test_a_named_host_is_downloaded_through_the_guarded_transport(
+    origin: Origin, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    port = origin.server.server_address[1]
+    dest = tmp_path / "a"
+    size = await download(
+        client, "formState.audio", f"http://media.test:{port}/redirect", dest, 10_000, timeout_s=5
+    )
+    assert size == len(BODY) and dest.read_bytes() == BODY

@@ -457,3 +457,67 @@ async def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
     state = await delivery_state(store, job_id)
     assert state["webhook_last_error"] == "HTTP 302" and state["webhook_gave_up_at"] is None
     assert len(await store.claim_webhooks("anyone", 3, now=time.time() + 10)) == 1
+
+
+def resolving(answers: dict[str, list[str]]) -> Callable[[str, int], Awaitable[list[str]]]:
+    """A resolver that answers from `answers` and never asks DNS."""
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return answers[host]
+
+    return resolve
+
+
+# Issue 9, item 7: the sender resolves the receiver once, through the guarded
+# transport, and connects to the address it checked, keeping the host name.
+async def test_a_named_receiver_is_posted_to_through_the_guarded_transport(
+    store: JobStore, receiver: Receiver
+) -> None:
+    port = receiver.server.server_address[1]
+    await finished_job(store, f"http://hooks.test:{port}/hook")
+    webhooks = WebhookSender(
+        store,
+        RENDER,
+        timeout_s=5,
+        secrets=FakeSecrets(),
+        allow_private=True,
+        resolver=resolving({"hooks.test": ["127.0.0.1"]}),
+    )
+    try:
+        (row,) = await store.claim_webhooks(webhooks.owner, 3)
+        assert await webhooks.deliver(row)
+    finally:
+        await webhooks.stop()
+    headers, _ = receiver.requests[0]
+    assert headers["Host"] == f"hooks.test:{port}"
+
+
+# Regression: issue 9, item 7. `[::7f00:1]` (127.0.0.1, IPv4-compatible) passed
+# the guard; a name resolving to it, or to NAT64's form, is refused too.
+@pytest.mark.parametrize(
+    ("url", "answers"),
+    [
+        ("http://[::7f00:1]:{port}/hook", {}),
+        ("http://hooks.test:{port}/hook", {"hooks.test": ["64:ff9b::7f00:1"]}),
+    ],
+)
+async def test_embedded_loopback_addresses_are_refused(
+    store: JobStore, receiver: Receiver, url: str, answers: dict[str, list[str]]
+) -> None:
+    port = receiver.server.server_address[1]
+    job_id = await finished_job(store, url.format(port=port))
+    webhooks = WebhookSender(
+        store,
+        RENDER,
+        timeout_s=5,
+        secrets=FakeSecrets(),
+        allow_private=False,
+        resolver=resolving({"::7f00:1": ["::7f00:1"], **answers}),
+    )
+    (row,) = await store.claim_webhooks(webhooks.owner, 3)
+    assert not await webhooks.deliver(row)
+    await webhooks.stop()
+    assert receiver.requests == []
+    state = await delivery_state(store, job_id)
+    assert state["webhook_gave_up_at"] is not None
+    assert "private or local address" in state["webhook_last_error"]
