@@ -61,6 +61,13 @@ RETRY_AFTER_MAX_S = 3600.0
 _DELTA_SECONDS = re.compile(r"[0-9]+")
 
 
+_LOG_MESSAGES = {
+    "delivered": "webhook delivered",
+    "gave_up": "webhook delivery stopped",
+    "failed": "webhook delivery failed",
+}
+
+
 class Secrets(Protocol):
     async def secret(self, account_id: str) -> str: ...
 
@@ -244,11 +251,7 @@ class WebhookSender:
             )
             WEBHOOK_DELIVERIES.labels(result).inc()
             log.info(
-                "webhook delivered"
-                if attempt.delivered
-                else "webhook delivery stopped"
-                if attempt.give_up
-                else "webhook delivery failed",
+                _LOG_MESSAGES[result],
                 extra={
                     "fields": {
                         "url": row.webhook,
