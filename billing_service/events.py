@@ -1,11 +1,14 @@
 """Capture or release reservations as job events arrive on JetStream.
 
 billing_service reads LIPSYNC_EVENTS through its own durable pull consumer:
-`completed` captures the job's reservation, `failed` releases it, anything
-else is acknowledged untouched. The ledger makes both idempotent, so an event
-delivered twice, or published twice under different message ids, settles the
-job once. A payload that cannot be decoded, or names no job, is terminated (it
-would never succeed); a database error is retried after a short delay.
+`completed` captures the job's reservation, `failed` and `canceled` release
+it, anything else is acknowledged untouched. Events are handled one at a time
+in stream order, so the first terminal event of a job settles it (a worker's
+`completed` that arrives after a `canceled` finds the job released). The
+ledger makes both idempotent, so an event delivered twice, or published twice
+under different message ids, settles the job once. A payload that cannot be
+decoded, or names no job, is terminated (it would never succeed); a database
+error is retried after a short delay.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ async def handle_event(ledger: Ledger, delivery: Delivery) -> None:
             await ledger.capture(event.job_id, event.account_id)
         elif kind == "failed":
             await ledger.release(event.job_id, event.account_id)
+        elif kind == "canceled":
+            await ledger.release(event.job_id, event.account_id, reason="job canceled")
 
 
 class EventConsumer:

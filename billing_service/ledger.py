@@ -183,10 +183,12 @@ class Ledger:
         log.info("capture", extra={"fields": _settle_fields(result)})
         return result
 
-    async def release(self, job_id: str, account_id: str = "") -> SettleResult:
+    async def release(
+        self, job_id: str, account_id: str = "", reason: str = "job failed"
+    ) -> SettleResult:
         """Give the job's reservation back. `account_id` only labels a missing one."""
         result = await self._db.transaction(
-            lambda conn: _settle(conn, job_id, account_id, store.RELEASE, "job failed")
+            lambda conn: _settle(conn, job_id, account_id, store.RELEASE, reason)
         )
         if result.settlement is Settlement.RELEASED:
             CREDITS_RELEASED.inc(result.credits)

@@ -7,7 +7,8 @@ import contextlib
 import logging
 import math
 import signal
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp
 
 from gateway.app import create_app
 from gateway.clients import connect
+from gateway.job_notices import JobNotices
 from gateway.settings import GatewaySettings
 from lipsync_common.config import split_host_port
 from lipsync_common.heap import settle_after_startup
@@ -29,7 +31,17 @@ class Server(uvicorn.Server):
 
     uvicorn re-raises the signal once it has drained, which would end the process
     before the gRPC channels are closed; here the caller gets control back.
+    `on_exit` runs when the signal comes, before the draining starts.
     """
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._on_exit is not None:
+            self._on_exit()
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -68,13 +80,18 @@ async def serve() -> None:
     settings = GatewaySettings.from_env()
     # Channels are made inside the running loop that will use them.
     backends = connect(settings)
+    # In the background: the API serves while NATS is down, waits then run their full time.
+    notices = JobNotices(settings.nats_url)
+    notices.start()
     try:
-        app = create_app(settings, backends)
+        app = create_app(settings, backends, notices=notices)
         config = server_config(app, settings.http_addr, settings.shutdown_grace_s)
         settle_after_startup()
         log.info("listening", extra={"fields": {"http": settings.http_addr}})
-        await Server(config).serve()
+        # Requests waiting on `Prefer: wait` answer now rather than at the grace period's end.
+        await Server(config, on_exit=app.state.job_waiters.close).serve()
     finally:
+        await notices.close()
         await backends.close()
         log.info("stopped")
 

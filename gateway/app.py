@@ -14,13 +14,18 @@ from gateway import (
     routes_billing,
     routes_files,
     routes_health,
+    routes_job_control,
     routes_jobs,
 )
 from gateway.auth import Authenticator
 from gateway.clients import Backends
+from gateway.ended_jobs import EndedJobs
+from gateway.job_notices import JobNotices
+from gateway.job_waiters import JobWaiters
 from gateway.metrics import MetricsMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
+from lipsync_common import notices as notice_kinds
 
 VERSION = "1.0.0"
 
@@ -28,8 +33,10 @@ DESCRIPTION = """\
 Lip-sync videos from a video, a portrait or a two-person image, and audio.
 
 Create a job with one of the `POST /api/v1/lipsync-*` endpoints, then poll
-`GET /api/v1/jobs/{id}` every 5 to 10 seconds or pass a `webhook`. Every error
-is `application/problem+json` with a stable `code`.
+`GET /api/v1/jobs/{id}` every 5 to 10 seconds, pass a `webhook`, or send
+`Prefer: wait=N` (1 to 60 s) to have the answer held until the job ends. List,
+cancel and delete jobs and inspect their webhook deliveries under
+`/api/v1/jobs`. Every error is `application/problem+json` with a stable `code`.
 
 Sign up and log in (`/api/v1/auth/*`) to get a session token, create API keys
 with it (`POST /api/v1/keys`), and use a key for jobs, balance, usage and
@@ -42,10 +49,16 @@ def create_app(
     settings: GatewaySettings,
     backends: Backends,
     *,
+    notices: JobNotices | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """Build the gateway around connected backends; the clocks are for tests."""
+    """Build the gateway around connected backends; the clocks are for tests.
+
+    `notices` is job_service's notices as this replica hears them (the caller
+    starts and closes it); without it, `Prefer: wait` waits its full time and
+    cached ended jobs expire instead of being dropped.
+    """
     app = FastAPI(
         title="Lip-sync API",
         version=VERSION,
@@ -64,7 +77,19 @@ def create_app(
     authenticator = Authenticator(
         backends.auth, settings.auth_cache_s, clock=monotonic, limiter=limiter
     )
-    app.include_router(routes_jobs.router(backends, authenticator, settings.allow_private_urls))
+    ended = EndedJobs()
+    waiters = JobWaiters(settings.max_waiters, settings.max_waiters_per_account)
+    # python -m gateway wakes them when it starts shutting down.
+    app.state.job_waiters = waiters
+    if notices is not None:
+        notices.on(notice_kinds.ENDED, waiters.wake)
+        notices.on(notice_kinds.DELETED, ended.forget)
+    app.include_router(
+        routes_jobs.router(
+            backends, authenticator, settings.allow_private_urls, ended=ended, waiters=waiters
+        )
+    )
+    app.include_router(routes_job_control.router(backends, authenticator, ended, waiters))
     app.include_router(routes_account.router(backends, authenticator))
     app.include_router(routes_billing.router(backends, authenticator, settings.allow_private_urls))
     app.include_router(

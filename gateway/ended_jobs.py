@@ -5,8 +5,10 @@ more: its object, signed output URL included, is the same on every read. So
 `GET /api/v1/jobs/{id}` of an ended job is answered from here for up to
 `ttl_s`, which is also how long the end of the output's retention may be seen
 late. A job still processing is never cached: its state is read from
-job_service on every request. Whoever makes an ended job change (deleting its
-output, for instance) must drop it from every replica's cache.
+job_service on every request. Whoever makes an ended job change must drop it
+from every replica's cache: a delete drops it here at once
+(gateway/routes_job_control.py) and from the other replicas on job_service's
+`deleted` notice (gateway/job_notices.py); a lost notice leaves at most `ttl_s`.
 """
 
 from __future__ import annotations

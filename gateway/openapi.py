@@ -16,14 +16,16 @@ from pydantic import BaseModel, Field
 from gateway.bodies import ESTIMATE, ESTIMATE_SCHEMA_NAME, JOB_MODELS
 from gateway.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from gateway.problems import title
-from lipsync_common.job_spec import MODEL_CASES, MODEL_NAMES, STATUS_NAMES
+from lipsync_common.job_spec import MODEL_CASES, MODEL_NAMES, STAGE_NAMES, STATUS_NAMES
 
 if TYPE_CHECKING:
     ModelName = str
     StatusName = str
+    StageName = str
 else:
     ModelName = Literal[MODEL_NAMES]
     StatusName = Literal[tuple(STATUS_NAMES.values())]
+    StageName = Literal[tuple(STAGE_NAMES.values())]
 
 
 class JobCreated(BaseModel):
@@ -31,17 +33,59 @@ class JobCreated(BaseModel):
     status: StatusName
 
 
+class JobProgress(BaseModel):
+    """How far a job in processing is; refreshed at least every 2 s while it renders."""
+
+    stage: StageName
+    percent: int = Field(ge=0, le=100, description="0 to 100; never goes down.")
+    etaSeconds: int | None = Field(description="Seconds left at the measured rate; null: unknown.")
+
+
 class Job(BaseModel):
     id: str
     model: ModelName
     status: StatusName
-    output: str | None = Field(description="When completed: a URL of the MP4; else null.")
+    output: str | None = Field(
+        description="When completed: a URL of the MP4; else null (also once deleted or expired)."
+    )
     error: str = Field(description='"" unless failed; then a message a user can act on.')
     executionTime: int | None = Field(description="When completed: milliseconds of processing.")
     timings: dict[str, int] | None = Field(description="Milliseconds per stage.")
-    credits: int | None = Field(description="Credits charged; null until known.")
+    credits: int | None = Field(description="Credits charged; null until known, 0 if not charged.")
     seed: int | None = Field(None, description="The seed used to render, once known.")
     createdAt: str | None = Field(None, description="RFC 3339 creation time.")
+    progress: JobProgress | None = Field(
+        None, description="While processing: how far the job is; null once it has ended."
+    )
+    deletedAt: str | None = Field(
+        None, description="RFC 3339 time its output was deleted on request; else null."
+    )
+
+
+class JobList(BaseModel):
+    data: list[Job] = Field(description="The jobs, newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next, older page.")
+
+
+class WebhookDelivery(BaseModel):
+    attempt: int = Field(description="1 for the first attempt, counting on across redeliveries.")
+    at: str = Field(description="RFC 3339 time of the attempt.")
+    statusCode: int | None = Field(description="The receiver's HTTP status; null: no answer.")
+    latencyMs: int | None = Field(description="Milliseconds until the answer; null: no answer.")
+    error: str = Field(description='Why the attempt failed; "" on success.')
+    nextAttemptAt: str | None = Field(description="RFC 3339 time of the next attempt; null: none.")
+
+
+class WebhookDeliveries(BaseModel):
+    data: list[WebhookDelivery] = Field(description="Every attempt, oldest first.")
+    delivered: bool = Field(description="Whether an attempt was answered with a 2xx.")
+
+
+class RedeliveryAccepted(BaseModel):
+    id: str = Field(description="The job's UUID.")
+    status: Literal["redelivering"] = Field(
+        description="The terminal job object is being sent again, with the same webhook-id."
+    )
 
 
 class FieldErrorDoc(BaseModel):
@@ -97,6 +141,9 @@ _DOC_MODELS: tuple[type[BaseModel], ...] = (
     *(model.request for model in JOB_MODELS.values()),
     JobCreated,
     Job,
+    JobList,
+    WebhookDeliveries,
+    RedeliveryAccepted,
     ProblemDoc,
 )
 _REF_TEMPLATE = "#/components/schemas/{model}"
@@ -104,6 +151,11 @@ _REF_TEMPLATE = "#/components/schemas/{model}"
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": _REF_TEMPLATE.format(model=name)}
+
+
+def ref(model: type[BaseModel]) -> dict[str, str]:
+    """A reference to one of the documentation models in the components."""
+    return _ref(model.__name__)
 
 
 def request_body(schema: str, example: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.job_waiters import DEFAULT_MAX_WAITERS, DEFAULT_MAX_WAITERS_PER_ACCOUNT
 from lipsync_common.config import (
     DEFAULT_HTTP_ADDR,
     DEFAULT_PUBLIC_URL,
@@ -13,6 +14,7 @@ from lipsync_common.config import (
     env_float,
     env_int,
     env_str,
+    nats_url,
     service_addr,
 )
 from lipsync_common.signing import load_signing_key
@@ -42,6 +44,12 @@ class GatewaySettings:
     rate_limit_per_min: int = 120
     # Where POST /api/v1/estimate has the media probed; empty disables it.
     inference_addr: str = ""
+    # Where job_service's notices come from (Prefer: wait, cache drops); empty: none.
+    nats_url: str = ""
+    # Requests waiting on `Prefer: wait` at once, per replica and per account;
+    # past them a request is answered without waiting (gateway/job_waiters.py).
+    max_waiters: int = DEFAULT_MAX_WAITERS
+    max_waiters_per_account: int = DEFAULT_MAX_WAITERS_PER_ACCOUNT
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -59,4 +67,9 @@ class GatewaySettings:
             signing_key=load_signing_key(),
             rate_limit_per_min=env_int("LIPSYNC_RATE_LIMIT_PER_MIN", 120),
             inference_addr=service_addr("inference"),
+            nats_url=nats_url(),
+            max_waiters=max(0, env_int("LIPSYNC_MAX_WAITERS", DEFAULT_MAX_WAITERS)),
+            max_waiters_per_account=max(
+                0, env_int("LIPSYNC_MAX_WAITERS_PER_ACCOUNT", DEFAULT_MAX_WAITERS_PER_ACCOUNT)
+            ),
         )

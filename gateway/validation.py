@@ -229,14 +229,18 @@ def validate_job_request(
     idempotency_key: str | None,
     *,
     allow_private_urls: bool,
+    header_errors: Sequence[FieldError] = (),
 ) -> JobRequest:
-    """Check the body of `POST /api/v1/<endpoint>` and its key at once; 422 lists every error."""
+    """Check the body of `POST /api/v1/<endpoint>` and its headers at once; 422 lists every error.
+
+    `header_errors` are those of other headers the caller checked (`Prefer`).
+    """
     model = JOB_MODELS[MODEL_CASES[endpoint]]
     job = validate(
         model.request,
         body,
         allow_private_urls=allow_private_urls,
-        errors=idempotency_key_errors(idempotency_key),
+        errors=[*idempotency_key_errors(idempotency_key), *header_errors],
     )
     return JobRequest(
         spec=job.formState.to_spec(),

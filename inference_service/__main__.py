@@ -12,7 +12,6 @@ from inference_service.engine.selection import EngineConfigError, build_engine
 from inference_service.pipeline import Pipeline
 from inference_service.servicer import InferenceServicer
 from inference_service.settings import WorkerSettings
-from inference_service.storage import ResultStore
 from inference_service.worker import Worker
 from lipsync.billing.v1 import billing_pb2_grpc
 from lipsync.inference.v1 import inference_pb2, inference_pb2_grpc
@@ -21,6 +20,7 @@ from lipsync_common.grpc_server import run_grpc_service
 from lipsync_common.guarded_http import GuardedTransport
 from lipsync_common.jetstream import connect, ensure_streams
 from lipsync_common.logs import setup_logging
+from lipsync_common.results import ResultStore
 
 
 async def main() -> None:
@@ -47,7 +47,12 @@ async def main() -> None:
         ResultStore(settings.results_dir),
     )
     worker = Worker(
-        js, pipeline, settings.worker_name, settings.heartbeat_s, concurrency=settings.concurrency
+        nc,
+        js,
+        pipeline,
+        settings.worker_name,
+        settings.heartbeat_s,
+        concurrency=settings.concurrency,
     )
 
     async def start() -> None:

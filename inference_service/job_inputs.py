@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from inference_service.engine import LipsyncEngine, RenderResult
+from inference_service.engine.render_loop import FrameCallback
 from inference_service.failures import JobFailure
 from lipsync.jobs.v1 import jobs_pb2
 from lipsync_common.job_spec import ORDER_NAMES
@@ -37,6 +38,8 @@ class RenderOptions:
     height: int
     seed: int | None
     mask_path: str | None
+    # Progress and cancel: called as the render starts and after each batch of frames.
+    on_frames: FrameCallback | None = None
 
 
 # The engine call of a model: (engine, downloaded paths by input name, output, options).
@@ -83,11 +86,15 @@ def job_inputs(spec: jobs_pb2.JobSpec) -> JobInputs:
     raise JobFailure("unknown model; nothing was charged")
 
 
-def render_options(spec: jobs_pb2.JobSpec, paths: dict[str, Path]) -> RenderOptions:
+def render_options(
+    spec: jobs_pb2.JobSpec, paths: dict[str, Path], on_frames: FrameCallback | None = None
+) -> RenderOptions:
     # formState.prompt is accepted and ignored by the built-in engine (CAPABILITIES.md).
     seed = spec.seed if spec.HasField("seed") and spec.seed >= 0 else None
     mask = str(paths["mask_image"]) if "mask_image" in paths else None
-    return RenderOptions(height=HEIGHTS.get(spec.resolution, 480), seed=seed, mask_path=mask)
+    return RenderOptions(
+        height=HEIGHTS.get(spec.resolution, 480), seed=seed, mask_path=mask, on_frames=on_frames
+    )
 
 
 def _audio(name: str, url: str) -> MediaInput:
@@ -115,6 +122,7 @@ def _render_video(
         height=options.height,
         seed=options.seed,
         mask_path=options.mask_path,
+        on_frames=options.on_frames,
     )
 
 
@@ -128,6 +136,7 @@ def _render_image(
         height=options.height,
         seed=options.seed,
         mask_path=options.mask_path,
+        on_frames=options.on_frames,
     )
 
 
@@ -144,6 +153,7 @@ def _render_multi(order: str) -> Render:
             height=options.height,
             seed=options.seed,
             mask_path=options.mask_path,
+            on_frames=options.on_frames,
         )
 
     return render

@@ -3,6 +3,13 @@
 The pipeline knows nothing about NATS; the worker feeds it a `JobRequested`
 and publishes what it returns. Anything the user can fix raises `JobFailure`
 (or the engine's `MediaError`) and ends the job `failed` with nothing charged.
+
+The worker also hands it the attempt's `Progress`, which the pipeline moves
+from stage to stage (and the engine from frame to frame), and the job's
+`CancelFlag`: every wait is raced against it and it is checked between steps,
+so a canceled job raises `JobCanceled` within moments, wherever it is. A
+render stops at its next batch of frames (the engine's callback raises), and
+an output stored before the cancel was seen is deleted again.
 """
 
 from __future__ import annotations
@@ -12,22 +19,27 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 import httpx
 
+from inference_service.cancels import CancelFlag, JobCanceled
 from inference_service.engine import LipsyncEngine, RenderResult
+from inference_service.engine.render_loop import FrameCallback
 from inference_service.failures import JobFailure
 from inference_service.fetch import download
 from inference_service.job_inputs import JobInputs, MediaInput, job_inputs, render_options
 from inference_service.media.errors import MediaError
 from inference_service.media.probe import probe_audio, probe_image, probe_video
+from inference_service.progress import DOWNLOADED_PERCENT, STORED_PERCENT, Progress
 from inference_service.settings import WorkerSettings
-from inference_service.storage import ResultStore
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync.jobs.v1 import events_pb2, jobs_pb2
+from lipsync_common.results import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +93,28 @@ class Pipeline:
         # other job, but renders queue for a slot, at most one per core.
         self._render_slots = asyncio.Semaphore(settings.render_slots)
 
-    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
-        """Render a job; raises JobFailure/MediaError for the user, others for retry."""
+    async def run(
+        self,
+        request: events_pb2.JobRequested,
+        progress: Progress | None = None,
+        cancel: CancelFlag | None = None,
+    ) -> events_pb2.JobCompleted:
+        """Render a job; raises JobFailure/MediaError for the user, JobCanceled once
+        `cancel` is set, others for retry."""
+        progress = progress or Progress(request.job_id, 1)
+        cancel = cancel or CancelFlag()
         plan = job_inputs(request.spec)
         work = self.settings.work_dir / request.job_id
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            return await self._render(request, plan, work)
+            return await self._render(request, plan, work, progress, cancel)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def discard(self, output_key: str) -> None:
+        """Delete a stored output after all: its job was canceled before `completed`."""
+        self.store.delete(output_key)
 
     async def probe_durations(self, spec: jobs_pb2.JobSpec) -> list[float]:
         """Download only a request's priced audio inputs and return their durations.
@@ -154,31 +178,55 @@ class Pipeline:
         return self._durations(plan, inputs)
 
     async def _render(
-        self, request: events_pb2.JobRequested, plan: JobInputs, work: Path
+        self,
+        request: events_pb2.JobRequested,
+        plan: JobInputs,
+        work: Path,
+        progress: Progress,
+        cancel: CancelFlag,
     ) -> events_pb2.JobCompleted:
         clock = Stopwatch()
-        inputs = await self._fetch_all(list(plan.media), work)
+        progress.enter(jobs_pb2.JOB_STAGE_DOWNLOADING)
+        inputs = await cancel.race(self._fetch_all(list(plan.media), work))
+        progress.reach(DOWNLOADED_PERCENT)
         clock.lap("download")
         try:
             # In a thread: probing may demux a whole file, and the other jobs'
             # heartbeats must keep going meanwhile.
-            durations = await asyncio.to_thread(self._probe, plan, inputs)
+            durations = await cancel.race(asyncio.to_thread(self._probe, plan, inputs))
         except MediaError as exc:
             raise JobFailure(exc.user_message) from None
         clock.lap("probe")
 
-        reserve = await self._reserve(request, durations)
+        # Checked first so that a job canceled by now reserves nothing; a Reserve
+        # cut short is harmless: billing releases the job on its `canceled` event,
+        # and answers a later Reserve ALREADY_SETTLED.
+        cancel.check()
+        reserve = await cancel.race(self._reserve(request, durations))
         clock.lap("reserve")
 
         out_path = work / "out.mp4"
-        async with self._render_slots:
+        async with self._render_slot(progress, cancel):
             clock.lap("render_queue")
+            cancel.check()
+            progress.enter(jobs_pb2.JOB_STAGE_RENDERING)
+            on_frames = _frame_reports(progress, cancel)
             try:
-                result = await asyncio.to_thread(self._call_engine, request, plan, inputs, out_path)
+                # Not raced: the slot is held until the thread stops, which a
+                # cancel makes it do at the next batch (the callback raises).
+                result = await asyncio.to_thread(
+                    self._call_engine, request, plan, inputs, out_path, on_frames
+                )
             except MediaError as exc:
                 raise JobFailure(exc.user_message) from None
         clock.lap("inference")
+        cancel.check()
+        progress.enter(jobs_pb2.JOB_STAGE_FINISHING)
         output_key = self.store.put(request.job_id, out_path)
+        if cancel.is_set():
+            self.discard(output_key)
+            raise JobCanceled
+        progress.reach(STORED_PERCENT)
         clock.lap("store")
 
         timings = dict(clock.stages)
@@ -193,16 +241,29 @@ class Pipeline:
             seed=result.seed,
         )
 
+    @asynccontextmanager
+    async def _render_slot(self, progress: Progress, cancel: CancelFlag) -> AsyncIterator[None]:
+        """Hold one of the worker's render slots; QUEUED while waiting for one."""
+        if self._render_slots.locked():
+            progress.enter(jobs_pb2.JOB_STAGE_QUEUED)
+        await cancel.race(self._render_slots.acquire())
+        try:
+            yield
+        finally:
+            self._render_slots.release()
+
     def _call_engine(
         self,
         request: events_pb2.JobRequested,
         plan: JobInputs,
         inputs: dict[str, Input],
         out_path: Path,
+        on_frames: FrameCallback,
     ) -> RenderResult:
         """The engine call for the job's model (runs in a worker thread)."""
         paths = {name: item.path for name, item in inputs.items()}
-        return plan.render(self.engine, paths, out_path, render_options(request.spec, paths))
+        options = render_options(request.spec, paths, on_frames)
+        return plan.render(self.engine, paths, out_path, options)
 
     async def _fetch(self, field_name: str, url: str, dest: Path, max_bytes: int) -> None:
         await download(
@@ -235,3 +296,13 @@ class Pipeline:
         if response.outcome == billing_pb2.RESERVE_OUTCOME_ALREADY_SETTLED:
             raise AlreadySettled(request.job_id)
         return response
+
+
+def _frame_reports(progress: Progress, cancel: CancelFlag) -> FrameCallback:
+    """The engine's per-batch callback: stop a canceled render, else record its frames."""
+
+    def on_frames(done: int, total: int) -> None:
+        cancel.check()
+        progress.frames(done, total)
+
+    return on_frames

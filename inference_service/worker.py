@@ -10,19 +10,40 @@ Delivery rules:
 
 The `PullConsumer` keeps a running job's message alive with heartbeats and
 lets the jobs in hand finish when the worker stops.
+
+Cancel and progress (`cancels.py`, `progress.py`):
+* a job that already ended (canceled while queued) is acked and publishes
+  nothing; `started` is published only if no event came in since that look
+  (a conditional publish), so it never lands behind a `canceled`;
+* a job canceled while held is stopped by the pipeline and acked, publishing
+  nothing more: job_service's `canceled` is its outcome, billing releases its
+  reservation on it. `completed` is never published once its flag is set;
+* while a job is held, its progress is published on plain NATS.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from inference_service.cancels import POLL_S, CancelFlag, Cancels
 from inference_service.failures import JobFailure
 from inference_service.pipeline import AlreadySettled, Pipeline
-from lipsync.jobs.v1 import events_pb2
+from inference_service.progress import Progress, ProgressReporter
+from lipsync.jobs.v1 import events_pb2, jobs_pb2
 from lipsync_common.consumer import Delivery, PullConsumer, Retry
-from lipsync_common.jetstream import JOBS_STREAM, publish_event, worker_consumer_config
+from lipsync_common.jetstream import (
+    JOBS_STREAM,
+    TERMINAL_KINDS,
+    EventRaced,
+    last_event,
+    publish_event,
+    publish_event_after,
+    worker_consumer_config,
+)
 from lipsync_common.logs import job_context
 
 log = logging.getLogger(__name__)
@@ -30,11 +51,14 @@ log = logging.getLogger(__name__)
 INTERNAL_ERROR = (
     "the job failed because of an internal error; nothing was charged, please try again"
 )
+# Conditional publishes of `started` that lose to another event before the job is retried.
+_START_TRIES = 3
 
 
 class Worker:
     def __init__(
         self,
+        nc: Client,
         js: JetStreamContext,
         pipeline: Pipeline,
         name: str,
@@ -42,8 +66,11 @@ class Worker:
         retry_delay_s: float = 2.0,
         *,
         concurrency: int = 1,
+        cancel_poll_s: float = POLL_S,
     ) -> None:
+        self.nc = nc
         self.js = js
+        self.cancels = Cancels(nc, js, cancel_poll_s)
         # A retry waits attempt × this, giving a struggling dependency time to recover.
         self.retry_delay_s = retry_delay_s
         self.pipeline = pipeline
@@ -63,49 +90,112 @@ class Worker:
         )
 
     async def start(self) -> None:
+        # Listening for cancels before the first job is taken.
+        await self.cancels.start()
         await self._consumer.start()
 
     async def stop(self) -> None:
         """Stop taking jobs and let the current ones finish."""
         await self._consumer.stop()
+        await self.cancels.stop()
 
     async def handle(self, delivery: Delivery) -> None:
         request = delivery.parse(events_pb2.JobRequested)
-        with job_context(request.job_id):
+        with job_context(request.job_id), self.cancels.watch(request.job_id) as cancel:
             self.in_flight += 1
             try:
-                await self._publish(
-                    request,
-                    started=events_pb2.JobStarted(worker=self.name, attempt=delivery.attempt),
-                )
-                await self._process(request, delivery)
+                if not await self._start(request, delivery.attempt):
+                    return
+                progress = Progress(request.job_id, delivery.attempt)
+                async with ProgressReporter(self.nc, progress) as reporter:
+                    await self._process(request, delivery, progress, cancel, reporter)
             finally:
                 self.in_flight -= 1
                 self.finished += 1
 
-    async def _process(self, request: events_pb2.JobRequested, delivery: Delivery) -> None:
+    async def _start(self, request: events_pb2.JobRequested, attempt: int) -> bool:
+        """Publish `started`, or return False for a job that already ended."""
+        started = events_pb2.JobEvent(
+            job_id=request.job_id,
+            account_id=request.account_id,
+            started=events_pb2.JobStarted(worker=self.name, attempt=attempt),
+        )
+        for _ in range(_START_TRIES):
+            seq, latest = await last_event(self.js, request.job_id)
+            kind = latest.WhichOneof("kind") if latest is not None else None
+            if kind in TERMINAL_KINDS:
+                log.info(
+                    "job already ended; acknowledged without running it",
+                    extra={"fields": {"outcome": kind, "attempt": attempt}},
+                )
+                return False
+            try:
+                # Conditional: had `canceled` landed first, a `started` after it would
+                # hide it from the look at the latest event (here and in `Cancels`).
+                await publish_event_after(self.js, started, seq)
+            except EventRaced:
+                continue  # another event came in meanwhile: look again
+            return True
+        raise Retry(self.retry_delay_s * attempt)
+
+    async def _process(
+        self,
+        request: events_pb2.JobRequested,
+        delivery: Delivery,
+        progress: Progress,
+        cancel: CancelFlag,
+        reporter: ProgressReporter,
+    ) -> None:
         log.info("job started", extra={"fields": {"attempt": delivery.attempt}})
         try:
-            completed = await self.pipeline.run(request)
-        except JobFailure as exc:
-            log.info("job failed", extra={"fields": {"error": str(exc)}})
-            await self._publish(request, failed=events_pb2.JobFailed(error=str(exc)))
-            return
-        except AlreadySettled:
-            log.info("job already settled; redelivery acknowledged")
-            return
+            completed = await self.pipeline.run(request, progress, cancel)
         except Exception as exc:
-            if not delivery.last_attempt:
-                log.exception("job attempt failed; it will be retried")
-                raise Retry(self.retry_delay_s * delivery.attempt) from exc
-            log.exception("job failed on its last attempt")
-            await self._publish(request, failed=events_pb2.JobFailed(error=INTERNAL_ERROR))
+            if cancel.is_set():
+                # Whatever the pipeline was doing when it stopped (JobCanceled, or an
+                # error of the work it cut short): the job's outcome is `canceled`.
+                self._log_canceled(cancel, progress)
+                return
+            await self._settle_error(request, delivery, exc)
             return
+        # Checked right before publishing: a cancel heard after the render is honoured.
+        if cancel.is_set():
+            self.pipeline.discard(completed.output_key)
+            self._log_canceled(cancel, progress)
+            return
+        await reporter.publish()
         await self._publish(request, completed=completed)
         log.info(
             "job completed",
             extra={"fields": {"execution_ms": completed.execution_time_ms}},
         )
+
+    def _log_canceled(self, cancel: CancelFlag, progress: Progress) -> None:
+        stopped_ms = round((time.monotonic() - (cancel.set_at or time.monotonic())) * 1000)
+        log.info(
+            "canceled job stopped; acknowledged",
+            extra={
+                "fields": {
+                    "stage": jobs_pb2.JobStage.Name(progress.stage),
+                    "stopped_after_ms": stopped_ms,
+                }
+            },
+        )
+
+    async def _settle_error(
+        self, request: events_pb2.JobRequested, delivery: Delivery, exc: Exception
+    ) -> None:
+        """The pipeline raised `exc`: fail the job, acknowledge it, or have it retried."""
+        if isinstance(exc, JobFailure):
+            log.info("job failed", extra={"fields": {"error": str(exc)}})
+            await self._publish(request, failed=events_pb2.JobFailed(error=str(exc)))
+        elif isinstance(exc, AlreadySettled):
+            log.info("job already settled; redelivery acknowledged")
+        elif not delivery.last_attempt:
+            log.error("job attempt failed; it will be retried", exc_info=exc)
+            raise Retry(self.retry_delay_s * delivery.attempt) from exc
+        else:
+            log.error("job failed on its last attempt", exc_info=exc)
+            await self._publish(request, failed=events_pb2.JobFailed(error=INTERNAL_ERROR))
 
     async def _publish(self, request: events_pb2.JobRequested, **kind: object) -> None:
         event = events_pb2.JobEvent(

@@ -9,12 +9,16 @@ import logging
 
 import grpc
 
+from job_service.cancels import Canceler
+from job_service.endings import Endings
 from job_service.events import EventConsumer
 from job_service.funds import FundsCheck
 from job_service.outbox import Outbox
+from job_service.progress import ProgressBoard
 from job_service.reaper import Reaper
 from job_service.representation import job_proto
-from job_service.servicer import JobServicer
+from job_service.retention import Retention
+from job_service.servicer import JobControl, JobServicer
 from job_service.settings import JobSettings
 from job_service.signing import SecretSource
 from job_service.store import JobStore
@@ -25,6 +29,7 @@ from lipsync_common.config import ServerSettings, service_addr
 from lipsync_common.grpc_server import run_grpc_service
 from lipsync_common.jetstream import connect, ensure_streams
 from lipsync_common.logs import setup_logging
+from lipsync_common.results import ResultStore
 from lipsync_common.signing import load_signing_key
 
 log = logging.getLogger("job_service")
@@ -47,13 +52,6 @@ async def main() -> None:
     auth_channel = grpc.aio.insecure_channel(service_addr("auth"))
     billing_channel = grpc.aio.insecure_channel(service_addr("billing"))
     outbox = Outbox(store, js, interval_s=settings.outbox_interval_s)
-    servicer = JobServicer(
-        store,
-        outbox,
-        render,
-        funds=FundsCheck(billing_pb2_grpc.BillingServiceStub(billing_channel)),
-        max_processing=settings.max_processing_jobs,
-    )
     webhooks = WebhookSender(
         store,
         render,
@@ -62,20 +60,46 @@ async def main() -> None:
         allow_private=settings.allow_private_urls,
         schedule=RetrySchedule(window_s=settings.webhook_retry_window_s),
     )
-    consumer = EventConsumer(js, store, on_finished=webhooks.notify)
+    progress = ProgressBoard()
+    endings = Endings(nc, progress, webhooks)
+    retention = Retention(
+        store,
+        ResultStore(settings.results_dir),
+        ttl_s=settings.result_ttl_s,
+        interval_s=settings.retention_interval_s,
+    )
+    servicer = JobServicer(
+        store,
+        outbox,
+        render,
+        funds=FundsCheck(billing_pb2_grpc.BillingServiceStub(billing_channel)),
+        max_processing=settings.max_processing_jobs,
+        control=JobControl(
+            nc=nc,
+            canceler=Canceler(nc, js, store, on_finished=endings.ended),
+            retention=retention,
+            progress=progress,
+            wake_webhooks=webhooks.wake,
+        ),
+    )
+    consumer = EventConsumer(js, store, on_finished=endings.ended)
     reaper = Reaper(js)
 
     async def start() -> None:
         await ensure_streams(js)
+        await progress.start(nc)
         await consumer.start()
         await reaper.start()
         webhooks.start()
         outbox.start()
+        retention.start()
 
     async def stop() -> None:
+        await retention.stop()
         await outbox.stop()
         await consumer.stop()
         await reaper.stop()
+        await progress.stop()
         await webhooks.stop()
         await auth_channel.close()
         await billing_channel.close()

@@ -8,7 +8,7 @@ redelivered or duplicated event changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from nats.js import JetStreamContext
 
@@ -17,6 +17,7 @@ from job_service.store import JobRow, JobStore, Outcome
 from lipsync.jobs.v1 import events_pb2, jobs_pb2
 from lipsync_common.consumer import Delivery, PullConsumer
 from lipsync_common.jetstream import EVENTS_STREAM, JOB_SERVICE_EVENTS, events_consumer_config
+from lipsync_common.job_spec import STATUS_NAMES
 from lipsync_common.logs import job_context
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,18 @@ def outcome_of(event: events_pb2.JobEvent) -> Outcome | None:
     if kind == "failed":
         # A failed job is never charged: billing releases its reservation.
         return Outcome(status=jobs_pb2.JOB_STATUS_FAILED, error=event.failed.error, credits=0)
+    if kind == "canceled":
+        # Nor a canceled one.
+        return Outcome(status=jobs_pb2.JOB_STATUS_CANCELED, credits=0)
     return None
 
 
 class EventConsumer:
     def __init__(
-        self, js: JetStreamContext, store: JobStore, on_finished: Callable[[JobRow], None]
+        self,
+        js: JetStreamContext,
+        store: JobStore,
+        on_finished: Callable[[JobRow], Awaitable[None]],
     ) -> None:
         self.store = store
         self.on_finished = on_finished
@@ -77,7 +84,7 @@ class EventConsumer:
         if row is None:
             log.info("duplicate terminal event ignored")
             return
-        state = "completed" if row.status == jobs_pb2.JOB_STATUS_COMPLETED else "failed"
+        state = STATUS_NAMES[row.status]
         JOBS_FINISHED.labels(state).inc()
         log.info("job finished", extra={"fields": {"status": state, "error": row.error}})
-        self.on_finished(row)
+        await self.on_finished(row)

@@ -11,7 +11,7 @@ from lipsync.jobs.v1 import jobs_pb2
 from lipsync_common.signing import sign_path
 
 
-def _timestamp(seconds: float) -> Timestamp:
+def timestamp(seconds: float) -> Timestamp:
     ts = Timestamp()
     ts.FromNanoseconds(int(seconds * 1e9))
     return ts
@@ -26,12 +26,18 @@ def job_proto(
         status=row.status,
         error=row.error,
         webhook=row.webhook,
-        created_at=_timestamp(row.created_at),
+        created_at=timestamp(row.created_at),
     )
     job.spec.ParseFromString(row.spec)
     if row.finished_at is not None:
-        job.finished_at.CopyFrom(_timestamp(row.finished_at))
-    if row.status == jobs_pb2.JOB_STATUS_COMPLETED and row.output_key:
+        job.finished_at.CopyFrom(timestamp(row.finished_at))
+    if row.deleted_at is not None:
+        job.deleted_at.CopyFrom(timestamp(row.deleted_at))
+    if (
+        row.status == jobs_pb2.JOB_STATUS_COMPLETED
+        and row.output_key
+        and row.output_removed_at is None
+    ):
         # The URL expires with the retention period, counted from completion;
         # past it the output is gone for the client (API.md: `output` reads null).
         expires = int((row.finished_at or row.created_at) + ttl_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from lipsync_common.config import (
     DEFAULT_PUBLIC_URL,
@@ -13,6 +14,7 @@ from lipsync_common.config import (
     env_str,
     nats_url,
 )
+from lipsync_common.results import results_dir
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,10 @@ class JobSettings:
     outbox_interval_s: float
     # Jobs in processing per account before a new one is refused (429); 0: no cap.
     max_processing_jobs: int
+    # Where the outputs lie, to delete them (on request, or past result_ttl_s).
+    results_dir: Path
+    # How often outputs past their retention are looked for.
+    retention_interval_s: float
 
     @classmethod
     def from_env(cls) -> JobSettings:
@@ -44,4 +50,6 @@ class JobSettings:
             allow_private_urls=env_bool("LIPSYNC_ALLOW_PRIVATE_URLS", False),
             outbox_interval_s=env_float("LIPSYNC_OUTBOX_INTERVAL_S", 2.0),
             max_processing_jobs=env_int("LIPSYNC_MAX_PROCESSING_JOBS", 10),
+            results_dir=results_dir(),
+            retention_interval_s=env_float("LIPSYNC_RETENTION_INTERVAL_S", 60.0),
         )

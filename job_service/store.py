@@ -19,9 +19,12 @@ leaves its rows to whoever sweeps after the lease runs out.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +39,7 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    and_,
     bindparam,
     func,
     insert,
@@ -77,6 +81,25 @@ _V1_JOBS = """
         WHERE finished_at IS NOT NULL AND webhook != '' AND webhook_delivered_at IS NULL
 """
 
+_V6_JOB_CONTROL = """
+    ALTER TABLE jobs ADD COLUMN deleted_at DOUBLE PRECISION;
+    ALTER TABLE jobs ADD COLUMN output_removed_at DOUBLE PRECISION;
+    CREATE INDEX jobs_by_account ON jobs (account_id, created_at, id);
+    CREATE INDEX jobs_output_kept ON jobs (finished_at)
+        WHERE output_key != '' AND output_removed_at IS NULL;
+    CREATE TABLE webhook_deliveries (
+        id {serial},
+        job_id TEXT NOT NULL,
+        attempt BIGINT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        status_code BIGINT,
+        latency_ms BIGINT,
+        error TEXT NOT NULL DEFAULT '',
+        next_attempt_at DOUBLE PRECISION
+    );
+    CREATE UNIQUE INDEX webhook_deliveries_by_job ON webhook_deliveries (job_id, attempt)
+"""
+
 MIGRATIONS: list[MigrationStep] = [
     Migration(
         sqlite="CREATE TABLE jobs (" + _V1_JOBS.replace("{blob}", "BLOB"),
@@ -116,6 +139,12 @@ MIGRATIONS: list[MigrationStep] = [
     ALTER TABLE jobs ADD COLUMN webhook_gave_up_at DOUBLE PRECISION;
     ALTER TABLE jobs ADD COLUMN webhook_last_error TEXT NOT NULL DEFAULT ''
     """,
+    # Job control: listings newest first, deleted outputs, expired outputs
+    # removed, and every webhook attempt kept for the customer to read.
+    Migration(
+        sqlite=_V6_JOB_CONTROL.replace("{serial}", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+        postgres=_V6_JOB_CONTROL.replace("{serial}", "BIGSERIAL PRIMARY KEY"),
+    ),
 ]
 
 # The table as the queries see it (the migrations above create it).
@@ -148,6 +177,20 @@ jobs = Table(
     Column("webhook_lease_until", Double),
     Column("webhook_gave_up_at", Double),
     Column("webhook_last_error", Text, nullable=False),
+    Column("deleted_at", Double),
+    Column("output_removed_at", Double),
+)
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("job_id", Text, nullable=False),
+    Column("attempt", BigInteger, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("status_code", BigInteger),
+    Column("latency_ms", BigInteger),
+    Column("error", Text, nullable=False),
+    Column("next_attempt_at", Double),
 )
 
 # How long a sweep owns the deliveries it claimed: far longer than one
@@ -174,6 +217,9 @@ _ROW = [
         "credits",
         "seed",
         "webhook_attempts",
+        "deleted_at",
+        "output_removed_at",
+        "webhook_delivered_at",
     )
 ]
 
@@ -210,6 +256,11 @@ class JobRow:
     seed: int | None
     # Failed webhook deliveries so far; sets the delay before the next one.
     webhook_attempts: int = 0
+    # When the customer deleted the job's output.
+    deleted_at: float | None = None
+    # When the output file was removed (deleted, or past its retention).
+    output_removed_at: float | None = None
+    webhook_delivered_at: float | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> JobRow:
@@ -230,6 +281,9 @@ class JobRow:
             credits,
             seed,
             webhook_attempts,
+            deleted_at,
+            output_removed_at,
+            webhook_delivered_at,
         ) = row[: len(_ROW)]
         return cls(
             id=job_id,
@@ -247,6 +301,9 @@ class JobRow:
             credits=credits,
             seed=seed,
             webhook_attempts=webhook_attempts,
+            deleted_at=deleted_at,
+            output_removed_at=output_removed_at,
+            webhook_delivered_at=webhook_delivered_at,
         )
 
     @property
@@ -301,27 +358,44 @@ _FINISH = (
     .values(seed=func.coalesce(bindparam("new_seed", type_=BigInteger), jobs.c.seed))
     .returning(*_ROW)
 )
-_DUE = (
-    select(jobs.c.id)
-    .where(
-        jobs.c.finished_at.is_not(None),
-        jobs.c.webhook != "",
-        jobs.c.webhook_delivered_at.is_(None),
-        jobs.c.webhook_gave_up_at.is_(None),
-        jobs.c.webhook_attempts < bindparam("max_attempts"),
-        or_(
-            jobs.c.webhook_next_attempt_at.is_(None),
-            jobs.c.webhook_next_attempt_at <= bindparam("now"),
-        ),
-        # Unleased, or the lease of a sweep that never reported back ran out.
-        or_(jobs.c.webhook_lease_until.is_(None), jobs.c.webhook_lease_until <= bindparam("now")),
-    )
-    .order_by(jobs.c.finished_at)
-    .limit(bindparam("limit"))
-    # PostgreSQL only (SQLite has no row locks and renders nothing).
-    .with_for_update(skip_locked=True)
+_DUE_NOW = and_(
+    jobs.c.finished_at.is_not(None),
+    jobs.c.webhook != "",
+    jobs.c.webhook_delivered_at.is_(None),
+    jobs.c.webhook_gave_up_at.is_(None),
+    jobs.c.webhook_attempts < bindparam("max_attempts"),
+    or_(
+        jobs.c.webhook_next_attempt_at.is_(None),
+        jobs.c.webhook_next_attempt_at <= bindparam("now"),
+    ),
+    # Unleased, or the lease of a sweep that never reported back ran out.
+    or_(jobs.c.webhook_lease_until.is_(None), jobs.c.webhook_lease_until <= bindparam("now")),
 )
-_CLAIM = update(jobs).where(jobs.c.id.in_(_DUE)).returning(*_ROW)
+# The due deliveries ranked within their account, oldest first, so that a claim
+# takes at most `per_account` of any one account: an account with thousands
+# of due deliveries to a receiver that hangs gets its share of the senders,
+# not all of them. Accounts whose share is already in flight are skipped.
+_RANKED_DUE = (
+    select(
+        jobs.c.id,
+        jobs.c.finished_at,
+        func.row_number()
+        .over(partition_by=jobs.c.account_id, order_by=(jobs.c.finished_at, jobs.c.id))
+        .label("rank"),
+    )
+    .where(_DUE_NOW, jobs.c.account_id.not_in(bindparam("busy_accounts", expanding=True)))
+    .subquery()
+)
+_DUE = (
+    select(_RANKED_DUE.c.id)
+    .where(_RANKED_DUE.c.rank <= bindparam("per_account"))
+    .order_by(_RANKED_DUE.c.finished_at, _RANKED_DUE.c.id)
+    .limit(bindparam("limit"))
+)
+# The due conditions again on the rows themselves: between the ranking and the
+# update another sweep may have taken a row (PostgreSQL's SERIALIZABLE would
+# also refuse such a claim, and db.transaction runs it again).
+_CLAIM = update(jobs).where(jobs.c.id.in_(_DUE), _DUE_NOW).returning(*_ROW)
 _RECORD_WEBHOOK_ATTEMPT = (
     update(jobs)
     .where(jobs.c.id == bindparam("job_id"), jobs.c.webhook_lease_owner == bindparam("owner"))
@@ -331,6 +405,98 @@ _RECORD_WEBHOOK_ATTEMPT = (
         webhook_lease_until=None,
     )
 )
+
+
+_NEXT_DELIVERY_ATTEMPT = select(func.coalesce(func.max(webhook_deliveries.c.attempt), 0) + 1).where(
+    webhook_deliveries.c.job_id == bindparam("job_id")
+)
+_INSERT_DELIVERY = insert(webhook_deliveries)
+_DELIVERIES = (
+    select(
+        webhook_deliveries.c.attempt,
+        webhook_deliveries.c.at,
+        webhook_deliveries.c.status_code,
+        webhook_deliveries.c.latency_ms,
+        webhook_deliveries.c.error,
+        webhook_deliveries.c.next_attempt_at,
+    )
+    .where(webhook_deliveries.c.job_id == bindparam("job_id"))
+    .order_by(webhook_deliveries.c.attempt)
+)
+_REDELIVER = (
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("job_id"),
+        jobs.c.webhook != "",
+        jobs.c.status != PROCESSING,
+    )
+    .values(
+        webhook_delivered_at=None,
+        webhook_gave_up_at=None,
+        webhook_attempts=0,
+        webhook_next_attempt_at=None,
+        webhook_lease_owner=None,
+        webhook_lease_until=None,
+    )
+)
+_REMOVE_OUTPUT = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"), jobs.c.status != PROCESSING)
+    .values(
+        deleted_at=func.coalesce(jobs.c.deleted_at, bindparam("now")),
+        output_removed_at=func.coalesce(jobs.c.output_removed_at, bindparam("now")),
+    )
+    .returning(*_ROW)
+)
+_OUTPUTS_PAST = (
+    select(jobs.c.id, jobs.c.output_key)
+    .where(
+        jobs.c.output_key != "",
+        jobs.c.output_removed_at.is_(None),
+        jobs.c.finished_at < bindparam("cutoff"),
+    )
+    .order_by(jobs.c.finished_at)
+    .limit(bindparam("limit"))
+)
+_OUTPUT_REMOVED = update(jobs).where(
+    jobs.c.id.in_(bindparam("job_ids", expanding=True)), jobs.c.output_removed_at.is_(None)
+)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of a listing starts: below this (created_at, id), newest first."""
+
+    created_at: float
+    job_id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at, self.job_id], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """Raises ValueError for anything `encode` did not make."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            created_at, job_id = json.loads(raw)
+        except (ValueError, TypeError, binascii.Error) as error:
+            raise ValueError("not a cursor") from error
+        if not isinstance(created_at, float | int) or not isinstance(job_id, str):
+            raise ValueError("not a cursor")
+        return cls(float(created_at), job_id)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One recorded webhook attempt."""
+
+    attempt: int
+    at: float
+    status_code: int | None
+    latency_ms: int | None
+    error: str
+    next_attempt_at: float | None
 
 
 def _get(conn: Connection, job_id: str) -> JobRow | None:
@@ -418,6 +584,86 @@ class JobStore:
     async def get(self, job_id: str) -> JobRow | None:
         return await self.db.run(lambda conn: _get(conn, job_id))
 
+    async def list_jobs(
+        self,
+        account_id: str,
+        limit: int,
+        status: int | None = None,
+        model: str = "",
+        after: Cursor | None = None,
+    ) -> tuple[list[JobRow], Cursor | None]:
+        """A page of an account's jobs, newest first, and the cursor of the next page."""
+        query = select(*_ROW).where(jobs.c.account_id == account_id)
+        if status is not None:
+            query = query.where(jobs.c.status == status)
+        if model:
+            query = query.where(jobs.c.model == model)
+        if after is not None:
+            query = query.where(
+                or_(
+                    jobs.c.created_at < after.created_at,
+                    and_(jobs.c.created_at == after.created_at, jobs.c.id < after.job_id),
+                )
+            )
+        # One more than asked says whether another page follows.
+        query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
+        rows = await self.db.run(lambda conn: [JobRow.from_row(r) for r in conn.execute(query)])
+        if len(rows) <= limit:
+            return rows, None
+        last = rows[limit - 1]
+        return rows[:limit], Cursor(last.created_at, last.id)
+
+    async def remove_output(self, job_id: str, now: float | None = None) -> JobRow | None:
+        """Mark an ended job deleted and its output removed (the first time is kept).
+
+        Returns the job, or None when it is unknown or still processing.
+        """
+        params = {"job_id": job_id, "now": time.time() if now is None else now}
+
+        def remove(conn: Connection) -> JobRow | None:
+            row = conn.execute(_REMOVE_OUTPUT, params).first()
+            return None if row is None else JobRow.from_row(row)
+
+        return await self.db.transaction(remove)
+
+    async def outputs_past(self, cutoff: float, limit: int = 500) -> list[tuple[str, str]]:
+        """(job id, output key) of outputs kept from jobs that finished before `cutoff`."""
+        params = {"cutoff": cutoff, "limit": limit}
+        return await self.db.run(
+            lambda conn: [(r.id, r.output_key) for r in conn.execute(_OUTPUTS_PAST, params)]
+        )
+
+    async def mark_outputs_removed(self, job_ids: list[str]) -> None:
+        params = {"job_ids": job_ids, "output_removed_at": time.time()}
+        await self.db.run(lambda conn: conn.execute(_OUTPUT_REMOVED, params))
+
+    async def webhook_deliveries(self, job_id: str) -> list[Delivery]:
+        """Every recorded attempt of the job's webhook, oldest first."""
+        return await self.db.run(
+            lambda conn: [
+                Delivery(
+                    attempt=r.attempt,
+                    at=r.at,
+                    status_code=r.status_code,
+                    latency_ms=r.latency_ms,
+                    error=r.error,
+                    next_attempt_at=r.next_attempt_at,
+                )
+                for r in conn.execute(_DELIVERIES, {"job_id": job_id})
+            ]
+        )
+
+    async def redeliver(self, job_id: str) -> bool:
+        """Make an ended job's webhook due now, as if it had never been tried.
+
+        Delivered or given up, it starts again: the attempt count and the back
+        off restart, the history stays. False for a job without a webhook or
+        still processing.
+        """
+        return await self.db.run(
+            lambda conn: conn.execute(_REDELIVER, {"job_id": job_id}).rowcount == 1
+        )
+
     async def mark_published(self, job_ids: list[str]) -> None:
         """Set the outbox flag of jobs handed to JetStream, in one statement."""
         params = {"job_ids": job_ids, "published_at": time.time()}
@@ -465,19 +711,24 @@ class JobStore:
         limit: int = 100,
         now: float | None = None,
         lease_s: float = WEBHOOK_LEASE_S,
+        per_account: int = 100,
+        busy_accounts: Collection[str] = (),
     ) -> list[JobRow]:
         """Lease to `owner` the due webhooks no one holds, and return them, oldest first.
 
-        Due: undelivered, not given up, attempts left, next attempt time come. One UPDATE claims
-        them, in a transaction (SQLite: under the write lock; PostgreSQL:
-        SERIALIZABLE, rows another sweep has locked skipped), so no row is
-        claimed by two sweeps while its lease runs.
+        Due: undelivered, not given up, attempts left, next attempt time come.
+        At most `per_account` of one account are taken, none of
+        `busy_accounts`. One UPDATE claims them, in a transaction (SQLite:
+        under the write lock; PostgreSQL: SERIALIZABLE, retried on a
+        conflict), so no row is claimed by two sweeps while its lease runs.
         """
         now = time.time() if now is None else now
         params = {
             "max_attempts": max_attempts,
             "now": now,
             "limit": limit,
+            "per_account": per_account,
+            "busy_accounts": list(busy_accounts),
             "webhook_lease_owner": owner,
             "webhook_lease_until": now + lease_s,
         }
@@ -496,13 +747,19 @@ class JobStore:
         next_attempt_at: float | None = None,
         error: str = "",
         give_up: bool = False,
+        status_code: int | None = None,
+        latency_ms: int | None = None,
+        at: float | None = None,
     ) -> bool:
         """Count `owner`'s attempt and release its lease; a failed one is retried no sooner
         than `next_attempt_at`, or never with `give_up`. `error` says why it failed.
+        The attempt joins the job's delivery history (`webhook_deliveries`), with
+        the receiver's status and latency when it answered.
 
         False, and nothing recorded, when `owner` does not hold the lease (it ran
         out and another sweep took the row).
         """
+        at = time.time() if at is None else at
         params: dict[str, Any] = {
             "job_id": job_id,
             "owner": owner,
@@ -510,9 +767,23 @@ class JobStore:
             "webhook_last_error": error,
         }
         if delivered:
-            params["webhook_delivered_at"] = time.time()
+            params["webhook_delivered_at"] = at
         if give_up:
-            params["webhook_gave_up_at"] = time.time()
-        return await self.db.run(
-            lambda conn: conn.execute(_RECORD_WEBHOOK_ATTEMPT, params).rowcount == 1
-        )
+            params["webhook_gave_up_at"] = at
+        history = {
+            "job_id": job_id,
+            "at": at,
+            "status_code": status_code,
+            "latency_ms": latency_ms,
+            "error": error,
+            "next_attempt_at": next_attempt_at,
+        }
+
+        def record(conn: Connection) -> bool:
+            if conn.execute(_RECORD_WEBHOOK_ATTEMPT, params).rowcount != 1:
+                return False
+            attempt = conn.execute(_NEXT_DELIVERY_ATTEMPT, {"job_id": job_id}).scalar_one()
+            conn.execute(_INSERT_DELIVERY, {**history, "attempt": attempt})
+            return True
+
+        return await self.db.transaction(record)

@@ -25,7 +25,9 @@ API.md ("Webhook delivery rules"):
 from __future__ import annotations
 
 import asyncio
+import collections
 import email.utils
+import functools
 import json
 import logging
 import random
@@ -52,8 +54,10 @@ from lipsync_common.netguard import Resolver, UnsafeURLError, parse_url, system_
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 5.0
-# Deliveries in flight at once, per replica.
+# Deliveries in flight at once, per replica, and of them at most this many of
+# one account: a customer whose receivers hang holds a few senders, never all.
 MAX_CONCURRENT_DELIVERIES = 32
+MAX_CONCURRENT_PER_ACCOUNT = 4
 # The bounds of a delay a receiver asks for with Retry-After; the floor keeps
 # `Retry-After: 0` from turning into a tight loop.
 RETRY_AFTER_MIN_S = 1.0
@@ -111,6 +115,9 @@ class Attempt:
     give_up: bool = False
     # The receiver's Retry-After, in seconds from now.
     retry_after_s: float | None = None
+    # The receiver's answer, when one came: its status and how long it took.
+    status_code: int | None = None
+    latency_ms: int | None = None
 
 
 def retry_after_s(value: str | None, now: float) -> float | None:
@@ -142,6 +149,7 @@ class WebhookSender:
         schedule: RetrySchedule | None = None,
         concurrency: int = MAX_CONCURRENT_DELIVERIES,
         resolver: Resolver = system_resolver,
+        per_account: int = MAX_CONCURRENT_PER_ACCOUNT,
     ) -> None:
         self.store = store
         self.render = render
@@ -149,6 +157,9 @@ class WebhookSender:
         self.schedule = schedule or RetrySchedule()
         self.timeout_s = timeout_s
         self.concurrency = concurrency
+        self.per_account = per_account
+        # Deliveries in flight by account.
+        self._accounts: collections.Counter[str] = collections.Counter()
         # The lease outlasts an attempt's deadline (plus the secret lookup and
         # the recording), so the next sweep never claims a row in flight.
         self.lease_s = WEBHOOK_LEASE_S + timeout_s
@@ -162,7 +173,8 @@ class WebhookSender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
-        # Whether the last sweep filled every free slot, so more may be due.
+        # Whether more may be due than the last sweep took (its slots or the
+        # accounts' shares were full): a freed slot then sweeps again at once.
         self._backlog = False
         # This replica's name on the deliveries it leases (JobStore.claim_webhooks).
         self.owner = uuid.uuid4().hex
@@ -182,6 +194,10 @@ class WebhookSender:
         if row.webhook:
             self._wake.set()
 
+    def wake(self) -> None:
+        """Sweep now: a delivery was made due (a redelivery)."""
+        self._wake.set()
+
     async def _run(self) -> None:
         while True:
             await self._sweep()
@@ -197,14 +213,28 @@ class WebhookSender:
         if free <= 0:
             return
         try:
+            busy = [a for a, n in self._accounts.items() if n >= self.per_account]
             due = await self.store.claim_webhooks(
-                self.owner, self.schedule.max_attempts, limit=free, lease_s=self.lease_s
+                self.owner,
+                self.schedule.max_attempts,
+                limit=free,
+                lease_s=self.lease_s,
+                per_account=self.per_account,
+                busy_accounts=busy,
             )
         except Exception:
             log.exception("webhook sweep failed")
             return
-        self._backlog = len(due) == free
+        # More may be due when the sweep filled every free slot, or took an
+        # account's whole share (its other rows wait for one of its slots).
+        claimed = collections.Counter(row.account_id for row in due)
+        self._backlog = (
+            len(due) == free
+            or bool(busy)
+            or any(count >= self.per_account for count in claimed.values())
+        )
         for row in due:
+            self._accounts[row.account_id] += 1
             task = asyncio.create_task(self._deliver_in_slot(row))
             self._in_flight.add(task)
             task.add_done_callback(self._slot_freed)
@@ -220,10 +250,15 @@ class WebhookSender:
         except Exception:
             # Only recording can fail here; the lease ends and the row is retried.
             log.exception("webhook attempt could not be recorded")
+        finally:
+            self._accounts[row.account_id] -= 1
+            if self._accounts[row.account_id] <= 0:
+                del self._accounts[row.account_id]
 
     async def deliver(self, row: JobRow) -> bool:
         """Make one attempt and record it; whether it was delivered."""
         with job_context(row.id):
+            at = time.time()
             try:
                 attempt = await self._attempt(row)
             except Exception as exc:
@@ -245,6 +280,9 @@ class WebhookSender:
                 next_attempt_at,
                 error="" if attempt.delivered else attempt.detail,
                 give_up=attempt.give_up,
+                status_code=attempt.status_code,
+                latency_ms=attempt.latency_ms,
+                at=at,
             )
             result = (
                 "delivered" if attempt.delivered else "gave_up" if attempt.give_up else "failed"
@@ -276,6 +314,7 @@ class WebhookSender:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signing.signature(secret, msg_id, timestamp, body),
         }
+        sent = time.perf_counter()
         try:
             # One deadline for all of it: httpx's timeout is per read.
             async with asyncio.timeout(self.timeout_s):
@@ -283,6 +322,7 @@ class WebhookSender:
                 async with self._client.stream(
                     "POST", target.url, content=body, headers=headers
                 ) as response:
+                    latency_ms = round((time.perf_counter() - sent) * 1000)
                     # Read to the end (so the connection can be reused), keeping nothing.
                     async for _ in response.aiter_raw():
                         pass
@@ -293,12 +333,14 @@ class WebhookSender:
         except httpx.HTTPError as exc:
             return Attempt(False, f"{type(exc).__name__}: {exc}")
         status = response.status_code
-        detail = f"HTTP {status}"
+        answered = functools.partial(
+            Attempt, detail=f"HTTP {status}", status_code=status, latency_ms=latency_ms
+        )
         if 200 <= status < 300:
-            return Attempt(True, detail)
+            return answered(delivered=True)
         if status == 410:
-            return Attempt(False, detail, give_up=True)
+            return answered(delivered=False, give_up=True)
         if status == 429 or status >= 500:
             wait = retry_after_s(response.headers.get("retry-after"), time.time())
-            return Attempt(False, detail, retry_after_s=wait)
-        return Attempt(False, detail)
+            return answered(delivered=False, retry_after_s=wait)
+        return answered(delivered=False)

@@ -33,7 +33,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from lipsync.jobs.v1 import events_pb2
 from lipsync_common.config import env_int
@@ -102,6 +102,63 @@ async def publish_event(js: JetStreamContext, event: events_pb2.JobEvent) -> Non
         headers={"Nats-Msg-Id": event_message_id(event)},
         timeout=10,
     )
+
+
+# The kinds of event that end a job; the first of them in a job's subject decides
+# its outcome, for job_service and billing alike.
+TERMINAL_KINDS = frozenset({"completed", "failed", "canceled"})
+# JetStream's error code for a publish whose expected last sequence did not match.
+_WRONG_LAST_SEQUENCE = 10071
+
+
+class EventRaced(Exception):
+    """Another event of the job was stored after the sequence a publish expected."""
+
+
+async def last_event(js: JetStreamContext, job_id: str) -> tuple[int, events_pb2.JobEvent | None]:
+    """The stream sequence and payload of the job's latest event; (0, None) when it has none."""
+    try:
+        stored = await js.get_last_msg(EVENTS_STREAM, events_subject(job_id))
+    except NotFoundError:
+        return 0, None
+    return stored.seq or 0, events_pb2.JobEvent.FromString(stored.data or b"")
+
+
+async def ended_event(js: JetStreamContext, job_id: str) -> events_pb2.JobEvent | None:
+    """The job's terminal event if its latest one is terminal, else None.
+
+    A terminal event is the last a job gets (nothing is published after it but
+    repeats), so looking at the latest one is enough.
+    """
+    _, event = await last_event(js, job_id)
+    if event is not None and event.WhichOneof("kind") in TERMINAL_KINDS:
+        return event
+    return None
+
+
+async def publish_event_after(
+    js: JetStreamContext, event: events_pb2.JobEvent, expected_seq: int
+) -> None:
+    """Publish `event` only if the job's latest event is still at `expected_seq` (0: none).
+
+    Raises EventRaced otherwise. This is how job_service publishes `canceled`
+    without ever landing it behind a worker's `completed`.
+    """
+    event.occurred_at.GetCurrentTime()
+    try:
+        await js.publish(
+            events_subject(event.job_id),
+            event.SerializeToString(),
+            headers={
+                "Nats-Msg-Id": event_message_id(event),
+                "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
+            },
+            timeout=10,
+        )
+    except BadRequestError as error:
+        if error.err_code == _WRONG_LAST_SEQUENCE:
+            raise EventRaced(event.job_id) from None
+        raise
 
 
 async def connect(url: str, name: str) -> tuple[Client, JetStreamContext]:

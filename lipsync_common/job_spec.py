@@ -38,6 +38,8 @@ ORDERS_BY_NAME: dict[str, int] = {name: value for value, name in ORDER_NAMES.ite
 STATUS_NAMES: dict[int, str] = _enum_names(jobs_pb2.JobStatus.DESCRIPTOR, "JOB_STATUS_")
 STATUSES_BY_NAME: dict[str, int] = {name: value for value, name in STATUS_NAMES.items()}
 
+STAGE_NAMES: dict[int, str] = _enum_names(jobs_pb2.JobStage.DESCRIPTOR, "JOB_STAGE_")
+
 
 def model_name(spec: jobs_pb2.JobSpec) -> str:
     """The REST name of the spec's model (`lipsync-image`), or "" when none is set."""

@@ -9,9 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from lipsync.jobs.v1 import jobs_pb2
-from lipsync_common.job_spec import STATUS_NAMES, model_name
+from lipsync_common.job_spec import STAGE_NAMES, STATUS_NAMES, model_name
 
 _PROCESSING = STATUS_NAMES[jobs_pb2.JOB_STATUS_PROCESSING]
+_QUEUED = STAGE_NAMES[jobs_pb2.JOB_STAGE_QUEUED]
+
+
+def progress_to_json(job: jobs_pb2.Job) -> dict[str, Any] | None:
+    """API.md "Progress": set while processing (queued until a worker reports), else null."""
+    if job.status not in (jobs_pb2.JOB_STATUS_PROCESSING, jobs_pb2.JOB_STATUS_UNSPECIFIED):
+        return None
+    progress = job.progress
+    return {
+        "stage": STAGE_NAMES.get(progress.stage, _QUEUED),
+        "percent": max(0, min(100, progress.percent)),
+        "etaSeconds": progress.eta_seconds if progress.HasField("eta_seconds") else None,
+    }
 
 
 def job_to_json(job: jobs_pb2.Job) -> dict[str, Any]:
@@ -27,4 +40,6 @@ def job_to_json(job: jobs_pb2.Job) -> dict[str, Any]:
         "credits": job.credits if job.HasField("credits") else None,
         "seed": job.seed if job.HasField("seed") else None,
         "createdAt": job.created_at.ToJsonString() if job.HasField("created_at") else None,
+        "progress": progress_to_json(job),
+        "deletedAt": job.deleted_at.ToJsonString() if job.HasField("deleted_at") else None,
     }

@@ -41,7 +41,7 @@ from inference_service.engine.job_audio import (
     single_audio,
 )
 from inference_service.engine.mask import FrameMask
-from inference_service.engine.render_loop import PostProcess, write_video
+from inference_service.engine.render_loop import FrameCallback, PostProcess, write_video
 from inference_service.engine.session import RenderSession
 from inference_service.engine.tracker import FaceTracker
 from inference_service.media.encode import DEFAULT_CRF, DEFAULT_PRESET, even_size, frame_count
@@ -174,8 +174,13 @@ class LipsyncEngine:
         seed: int | None = None,
         mask_path: str | Path | None = None,
         idle_motion: bool = True,
+        on_frames: FrameCallback | None = None,
     ) -> RenderResult:
-        """Animate the portrait's mouth to the audio; write an H.264/AAC MP4 to ``out_path``."""
+        """Animate the portrait's mouth to the audio; write an H.264/AAC MP4 to ``out_path``.
+
+        ``on_frames(done, total)`` is called as frames start and after each batch
+        (``render_loop.write_video``); an exception it raises stops the render.
+        """
         _check_height(height)
         with self._session(seed) as job:
             with job.timed("decode"):
@@ -195,7 +200,7 @@ class LipsyncEngine:
                 animation = self.animator.start(audio.tracks, FPS, frames)
             faces = [FaceDrive(points, 0, rig_key=0)]
             return self._render_still(
-                job, out_path, frame, faces, audio, frames, animation, idle, mask
+                job, out_path, frame, faces, audio, frames, animation, idle, mask, on_frames
             )
 
     def render_multi(
@@ -210,6 +215,7 @@ class LipsyncEngine:
         seed: int | None = None,
         mask_path: str | Path | None = None,
         idle_motion: bool = True,
+        on_frames: FrameCallback | None = None,
     ) -> RenderResult:
         """Two people, two audios: each mouth follows its own audio, in ``order``."""
         _check_height(height)
@@ -237,7 +243,7 @@ class LipsyncEngine:
                 animation = self.animator.start(audio.tracks, FPS, frames)
             faces = [FaceDrive(left_points, 0, rig_key=0), FaceDrive(right_points, 1, rig_key=1)]
             return self._render_still(
-                job, out_path, frame, faces, audio, frames, animation, idle, mask
+                job, out_path, frame, faces, audio, frames, animation, idle, mask, on_frames
             )
 
     def render_video(
@@ -249,6 +255,7 @@ class LipsyncEngine:
         height: int = 480,
         seed: int | None = None,
         mask_path: str | Path | None = None,
+        on_frames: FrameCallback | None = None,
     ) -> RenderResult:
         """Re-animate the tracked face of a video to new audio; lasts exactly the audio."""
         _check_height(height)
@@ -273,6 +280,8 @@ class LipsyncEngine:
                 timings=job.timings,
                 crf=self.crf,
                 preset=self.preset,
+                total=frames,
+                on_frames=on_frames,
             )
             if stats.animated == 0:
                 Path(out_path).unlink(missing_ok=True)
@@ -303,6 +312,7 @@ class LipsyncEngine:
         animation: Animation,
         idle: list[IdleMotion],
         mask: FrameMask | None,
+        on_frames: FrameCallback | None,
     ) -> RenderResult:
         """Image and multi modes: the same still frame, ``frames`` times, faces animated."""
         written = write_video(
@@ -317,6 +327,8 @@ class LipsyncEngine:
             timings=job.timings,
             crf=self.crf,
             preset=self.preset,
+            total=frames,
+            on_frames=on_frames,
         )
         return RenderResult(
             duration_s=round(audio.duration_s, 3),

@@ -24,6 +24,9 @@ from inference_service.media.encode import Mp4Writer
 
 UInt8Array = npt.NDArray[np.uint8]
 PostProcess = Callable[[FrameJob, UInt8Array], UInt8Array]
+# Called with (frames done, frames in all) as a render starts and after each batch; the
+# worker reports progress with it, and stops a canceled render by raising from it.
+FrameCallback = Callable[[int, int], None]
 # Frames decoded ahead of the encoder: enough to smooth out detection spikes, few enough
 # that memory stays small (8 frames at 720p are 22 MB).
 PREFETCH = 8
@@ -78,13 +81,18 @@ def write_video(
     timings: dict[str, float],
     crf: int,
     preset: str,
+    total: int,
+    on_frames: FrameCallback | None = None,
 ) -> int:
     """Encode every job's frame with ``audio``; returns the frame count.
 
     ``timings`` gains ``render`` (animation and post-processing) and ``encode``;
-    the job iterator adds its own stages (decode, detect). A failure removes the
-    partial output so no half-written file is ever stored.
+    the job iterator adds its own stages (decode, detect). ``on_frames`` hears
+    ``(0, total)`` before the first frame and ``(done, total)`` after each batch.
+    A failure, one raised by ``on_frames`` included, removes the partial output so
+    no half-written file is ever stored.
     """
+    report = on_frames or _ignore_frames
     width, height = size
     frames = 0
     render_s = 0.0
@@ -104,18 +112,24 @@ def write_video(
         ):
             # Closed on the way out, not when collected: once this returns or raises, the
             # helper thread has stopped using the render's state (its face models).
-            writer.write_audio(audio.output)
+            sound = _AudioFeed(writer, audio, fps)
+            report(0, total)
             batch: list[FrameJob] = []
             for job in ahead:
                 batch.append(job)
                 if len(batch) < batch_size:
                     continue
+                sound.feed_until(frames + len(batch))
                 render_s += _flush(batch, animation, post, writer)
                 frames += len(batch)
+                report(frames, total)
                 batch = []
             if batch:
+                sound.feed_until(frames + len(batch))
                 render_s += _flush(batch, animation, post, writer)
                 frames += len(batch)
+                report(frames, total)
+            sound.feed_rest()
         timings["encode"] = timings.get("encode", 0.0) + writer.encode_s
     except BaseException:
         with contextlib.suppress(OSError):
@@ -123,6 +137,37 @@ def write_video(
         raise
     timings["render"] = timings.get("render", 0.0) + render_s
     return frames
+
+
+def _ignore_frames(done: int, total: int) -> None:
+    pass
+
+
+class _AudioFeed:
+    """Hands the writer the job's audio a batch at a time, just ahead of the frames.
+
+    A closing writer encodes all the audio it was given, even on the way out of a
+    failure: given the whole track up front, a render stopped early (a cancel)
+    would first encode the rest of up to ten minutes of audio. Fed ahead of each
+    batch, the writer muxes exactly what it did before, in the same packets.
+    """
+
+    def __init__(self, writer: Mp4Writer, audio: JobAudio, fps: Fraction) -> None:
+        self.writer = writer
+        self.samples = audio.output
+        self.fps = fps
+        self.fed = 0
+
+    def feed_until(self, frames: int) -> None:
+        """Give the writer the audio that the first `frames` frames last (its own pacing)."""
+        end = frames * AUDIO_RATE * self.fps.denominator // self.fps.numerator
+        if end > self.fed:
+            self.writer.write_audio(self.samples[:, self.fed : end])
+            self.fed = end
+
+    def feed_rest(self) -> None:
+        self.writer.write_audio(self.samples[:, self.fed :])
+        self.fed = self.samples.shape[1]
 
 
 def _flush(

@@ -137,6 +137,24 @@ async def test_failed_event_releases_the_reservation(
     assert await ledger.balance(ACCOUNT) == Balance(100, 0, 0)
 
 
+async def test_canceled_event_releases_and_a_later_completed_charges_nothing(
+    consumer: JetStreamContext, ledger: Ledger
+) -> None:
+    job_id = await reserved_job(ledger)
+    canceled = events_pb2.JobEvent(
+        job_id=job_id, account_id=ACCOUNT, canceled=events_pb2.JobCanceled(by="api")
+    )
+    await publish(consumer, canceled, f"{job_id}:canceled")
+    # The worker finished the render just after the cancel was stored.
+    last = await publish(consumer, completed(job_id), f"{job_id}:completed")
+    await wait_acknowledged(consumer, last)
+
+    entries = await ledger.entries(ACCOUNT)
+    assert [e.kind for e in entries] == ["grant", "reserve", "release"]
+    assert entries[-1].reason == "job canceled"
+    assert await ledger.balance(ACCOUNT) == Balance(100, 0, 0)
+
+
 async def test_undecodable_event_is_terminated(consumer: JetStreamContext, ledger: Ledger) -> None:
     job_id = await reserved_job(ledger)
     await consumer.publish(jetstream.events_subject(job_id), b"\xff\xff not protobuf")

@@ -26,6 +26,7 @@ from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync.inference.v1 import inference_pb2, inference_pb2_grpc
 from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from lipsync_common.credentials import checksum
+from lipsync_common.job_spec import model_name
 
 
 def with_checksum(body: str) -> str:
@@ -35,10 +36,13 @@ def with_checksum(body: str) -> str:
 # Real keys carry a checksum the gateway checks before calling auth.
 API_KEY = with_checksum("sk_testkey1_" + "A1b2C3d4" * 4)
 OTHER_KEY = with_checksum("sk_testkey2_" + "Z9y8X7w6" * 4)
+# A session token of ACCOUNT, as the console sends it.
+SESSION_TOKEN = with_checksum("ses_" + "S3ss10nT" * 5)
 ACCOUNT = "acct-1"
 OTHER_ACCOUNT = "acct-2"
 SIGNING_KEY = b"test-signing-key"
 AUTH_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+SESSION_HEADERS = {"Authorization": f"Bearer {SESSION_TOKEN}"}
 
 
 class FakeAuth(auth_pb2_grpc.AuthServiceServicer):
@@ -51,6 +55,10 @@ class FakeAuth(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.AuthenticateResponse:
         self.calls.append(request.credential)
+        if request.credential == SESSION_TOKEN:
+            return auth_pb2.AuthenticateResponse(
+                account_id=ACCOUNT, kind=auth_pb2.CREDENTIAL_KIND_SESSION, session_id="session1"
+            )
         found = self.keys.get(request.credential)
         if found is None or request.credential in self.revoked:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid credential")
@@ -77,18 +85,113 @@ class FakeBilling(billing_pb2_grpc.BillingServiceServicer):
         return billing_pb2.GetBalanceResponse(api_credits=self.balances.get(request.account_id, 0))
 
 
+_ENDED = (jobs_pb2.JOB_STATUS_COMPLETED, jobs_pb2.JOB_STATUS_FAILED, jobs_pb2.JOB_STATUS_CANCELED)
+
+
 @dataclass
 class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
+    """job_service's rules as the gateway relies on them, over a dict of jobs."""
+
     jobs: dict[str, jobs_pb2.Job] = field(default_factory=dict)
     created: list[jobs_pb2.CreateJobRequest] = field(default_factory=list)
     idempotency: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     # When set, CreateJob refuses with this status and message, as job_service
     # does for an account at its processing cap or short of credits.
     refusal: tuple[grpc.StatusCode, str] | None = None
+    # Method name -> the status and message it fails with (job control and GetJob).
+    failures: dict[str, tuple[grpc.StatusCode, str]] = field(default_factory=dict)
+    # Every job id GetJob was asked for, in order: how a test knows a read happened.
+    reads: list[str] = field(default_factory=list)
+    listed: list[jobs_pb2.ListJobsRequest] = field(default_factory=list)
+    # Job id -> its webhook attempts, and the ids RedeliverWebhook was asked for.
+    deliveries: dict[str, list[jobs_pb2.WebhookDelivery]] = field(default_factory=dict)
+    redelivered: list[str] = field(default_factory=list)
 
     def add(self, job: jobs_pb2.Job) -> jobs_pb2.Job:
         self.jobs[job.id] = job
         return job
+
+    async def _fail_if_told(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        if method in self.failures:
+            await context.abort(*self.failures[method])
+
+    async def _own_job(
+        self, ref: jobs_pb2.JobRef, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.Job:
+        job = self.jobs.get(ref.job_id)
+        if job is None or (job.account_id != ref.account_id and not ref.any_account):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "job not found")
+        assert job is not None
+        return job
+
+    async def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ListJobsResponse:
+        self.listed.append(request)
+        await self._fail_if_told("ListJobs", context)
+        start = 0
+        if request.cursor:
+            if not request.cursor.startswith("at-") or not request.cursor[3:].isdigit():
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad cursor")
+            start = int(request.cursor[3:])
+        # Newest first: the last added first.
+        matching = [
+            job
+            for job in reversed(self.jobs.values())
+            if job.account_id == request.account_id
+            and (not request.status or job.status == request.status)
+            and (not request.model or model_name(job.spec) == request.model)
+        ]
+        limit = request.limit or 20
+        page = matching[start : start + limit]
+        more = start + limit < len(matching)
+        return jobs_pb2.ListJobsResponse(
+            jobs=page, next_cursor=f"at-{start + limit}" if more else ""
+        )
+
+    async def CancelJob(
+        self, request: jobs_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.CancelJobResponse:
+        await self._fail_if_told("CancelJob", context)
+        job = await self._own_job(request.job, context)
+        if job.status in _ENDED:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "job_finished")
+        job.status = jobs_pb2.JOB_STATUS_CANCELED
+        job.credits = 0
+        job.ClearField("progress")
+        return jobs_pb2.CancelJobResponse(job=job)
+
+    async def DeleteJob(
+        self, request: jobs_pb2.DeleteJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.DeleteJobResponse:
+        await self._fail_if_told("DeleteJob", context)
+        job = await self._own_job(request.job, context)
+        if job.status not in _ENDED:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "job_processing")
+        job.output_url = ""
+        job.deleted_at.GetCurrentTime()
+        return jobs_pb2.DeleteJobResponse(job=job)
+
+    async def ListWebhookDeliveries(
+        self, request: jobs_pb2.ListWebhookDeliveriesRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ListWebhookDeliveriesResponse:
+        await self._fail_if_told("ListWebhookDeliveries", context)
+        job = await self._own_job(request.job, context)
+        attempts = self.deliveries.get(job.id, [])
+        delivered = any(a.HasField("status_code") and 200 <= a.status_code < 300 for a in attempts)
+        return jobs_pb2.ListWebhookDeliveriesResponse(deliveries=attempts, delivered=delivered)
+
+    async def RedeliverWebhook(
+        self, request: jobs_pb2.RedeliverWebhookRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.RedeliverWebhookResponse:
+        await self._fail_if_told("RedeliverWebhook", context)
+        job = await self._own_job(request.job, context)
+        if not job.webhook:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no_webhook")
+        if job.status not in _ENDED:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "job_processing")
+        self.redelivered.append(job.id)
+        return jobs_pb2.RedeliverWebhookResponse()
 
     async def CreateJob(
         self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
@@ -118,6 +221,8 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
     async def GetJob(
         self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.GetJobResponse:
+        self.reads.append(request.job_id)
+        await self._fail_if_told("GetJob", context)
         job = self.jobs.get(request.job_id)
         if job is None or job.account_id != request.account_id:
             await context.abort(grpc.StatusCode.NOT_FOUND, "job not found")

@@ -16,6 +16,8 @@ import pytest
 
 from gateway.problems import Problem
 from gateway.validation import validate_job_request
+from lipsync.jobs.v1 import jobs_pb2
+from lipsync_common.jobjson import job_to_json
 from tests.gateway.conftest import AUTH_HEADERS
 
 JOB_PATHS = ("/api/v1/lipsync-video", "/api/v1/lipsync-image", "/api/v1/lipsync-image-multi")
@@ -42,7 +44,7 @@ async def test_document_describes_the_job_endpoints(client: httpx.AsyncClient) -
     assert {"202", "400", "401", "402", "409", "413", "422"} <= set(create["responses"])
     problem = create["responses"]["402"]["content"]["application/problem+json"]["schema"]
     assert problem == {"$ref": "#/components/schemas/ProblemDoc"}
-    assert [p["name"] for p in create["parameters"]] == ["Idempotency-Key"]
+    assert [p["name"] for p in create["parameters"]] == ["Idempotency-Key", "Prefer"]
 
 
 async def test_every_reference_resolves(client: httpx.AsyncClient) -> None:
@@ -193,3 +195,108 @@ def test_the_estimate_body_takes_each_job_endpoints_form_state(document: dict[st
         assert variant["properties"]["model"]["const"] == name
         job_form = requests[f"/api/v1/{name}"]["properties"]["formState"]["$ref"]
         assert variant["properties"]["formState"]["$ref"] == job_form
+
+
+JOB_CONTROL = {
+    ("get", "/api/v1/jobs"): ("list-jobs", "200", {"401", "422", "429", "503"}),
+    ("post", "/api/v1/jobs/{id}/cancel"): ("cancel-job", "200", {"401", "404", "409"}),
+    ("delete", "/api/v1/jobs/{id}"): ("delete-job", "204", {"401", "404", "409"}),
+    ("get", "/api/v1/jobs/{id}/webhook-deliveries"): (
+        "list-webhook-deliveries",
+        "200",
+        {"401", "404"},
+    ),
+    ("post", "/api/v1/jobs/{id}/webhook-deliveries/redeliver"): (
+        "redeliver-webhook",
+        "202",
+        {"401", "404", "409"},
+    ),
+}
+
+
+def _problem_statuses(operation: dict[str, Any]) -> set[str]:
+    return {
+        status
+        for status, response in operation["responses"].items()
+        if "application/problem+json" in response.get("content", {})
+    }
+
+
+def test_job_control_routes_are_documented(document: dict[str, Any]) -> None:
+    for (method, path), (name, success, problems) in JOB_CONTROL.items():
+        operation = document["paths"][path][method]
+        assert operation["operationId"] == name
+        assert operation["security"] == [{"ApiKey": []}]
+        assert success in operation["responses"], name
+        assert problems <= _problem_statuses(operation), name
+    listing = document["paths"]["/api/v1/jobs"]["get"]
+    params = {p["name"]: p for p in listing["parameters"]}
+    assert set(params) == {"status", "model", "limit", "cursor"}
+    assert all(p["in"] == "query" and not p["required"] for p in params.values())
+    status = _typed(params["status"]["schema"])
+    assert status["enum"] == ["processing", "completed", "failed", "canceled"]
+    assert _typed(params["model"]["schema"])["enum"] == [
+        "lipsync-video",
+        "lipsync-image",
+        "lipsync-image-multi",
+    ]
+    limit = params["limit"]["schema"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 100, 20)
+    ok = listing["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/JobList"}
+    cancel = document["paths"]["/api/v1/jobs/{id}/cancel"]["post"]
+    assert "job_finished" in cancel["responses"]["409"]["description"]
+
+
+def test_the_job_object_and_the_new_answers_are_described(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    job = schemas["Job"]["properties"]
+    assert {"progress", "deletedAt"} <= set(job)
+    progress = _resolve(document, _typed(job["progress"]))
+    assert progress["properties"]["stage"]["enum"] == [
+        "queued",
+        "downloading",
+        "rendering",
+        "finishing",
+    ]
+    assert set(progress["required"]) == {"stage", "percent", "etaSeconds"}
+    assert schemas["JobList"]["properties"]["data"]["items"] == {"$ref": "#/components/schemas/Job"}
+    delivery = schemas["WebhookDelivery"]
+    assert set(delivery["required"]) == {
+        "attempt", "at", "statusCode", "latencyMs", "error", "nextAttemptAt"
+    }  # fmt: skip
+    assert set(schemas["WebhookDeliveries"]["properties"]) == {"data", "delivered"}
+    assert set(schemas["RedeliveryAccepted"]["properties"]) == {"id", "status"}
+
+
+def test_prefer_is_documented_where_it_works(document: dict[str, Any]) -> None:
+    for path in (*JOB_PATHS, "/api/v1/jobs/{id}"):
+        operation = document["paths"][path]["get" if path.endswith("{id}") else "post"]
+        prefer = [p for p in operation["parameters"] if p["name"] == "Prefer"]
+        assert len(prefer) == 1 and prefer[0]["in"] == "header", path
+        assert "wait=N" in prefer[0]["description"]
+        ok = "200" if path.endswith("{id}") else "202"
+        assert "Preference-Applied" in operation["responses"][ok]["headers"], path
+        assert "Prefer" in operation["responses"]["422"]["description"], path
+    create = document["paths"]["/api/v1/lipsync-image"]["post"]
+    accepted = create["responses"]["202"]["content"]["application/json"]["schema"]
+    assert accepted == {
+        "anyOf": [
+            {"$ref": "#/components/schemas/JobCreated"},
+            {"$ref": "#/components/schemas/Job"},
+        ]
+    }
+    ended = create["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ended == {"$ref": "#/components/schemas/Job"}
+
+
+def test_the_job_object_has_exactly_the_documented_members(document: dict[str, Any]) -> None:
+    job = job_to_json(
+        jobs_pb2.Job(
+            id="j",
+            status=jobs_pb2.JOB_STATUS_PROCESSING,
+            spec=jobs_pb2.JobSpec(lipsync_image=jobs_pb2.LipsyncImageInputs(image="x")),
+        )
+    )
+    properties = document["components"]["schemas"]["Job"]["properties"]
+    assert set(job) == set(properties)

@@ -162,7 +162,18 @@ async def test_api_key_cannot_manage_keys_and_session_cannot_run_jobs(
     assert_problem(
         await api.get("/api/v1/webhook-secret", headers=bearer(key)), 403, "session_required"
     )
-    assert_problem(await api.get(JOB, headers=bearer(token)), 403, "api_key_required")
+    create = await api.post("/api/v1/lipsync-image", headers=bearer(token), content=b"{}")
+    assert_problem(create, 403, "api_key_required")
+
+
+async def test_a_session_reads_and_controls_jobs(api: httpx.AsyncClient) -> None:
+    # The console drives jobs with its session: reads and job control take one.
+    _, token = await session(api)
+    assert_problem(await api.get(JOB, headers=bearer(token)), 404, "not_found")
+    listed = await api.get("/api/v1/jobs", headers=bearer(token))
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == {"data": [], "next_cursor": None}
+    assert_problem(await api.post(f"{JOB}/cancel", headers=bearer(token)), 404, "not_found")
 
 
 async def test_revoking_a_key_of_another_account_is_404(api: httpx.AsyncClient) -> None:

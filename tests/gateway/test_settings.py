@@ -23,6 +23,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "LIPSYNC_JOBS_ADDR",
         "LIPSYNC_URL_SIGNING_KEY",
         "LIPSYNC_SHUTDOWN_GRACE_S",
+        "LIPSYNC_NATS_URL",
+        "LIPSYNC_EMBEDDED_NATS_PORT",
+        "LIPSYNC_MAX_WAITERS",
+        "LIPSYNC_MAX_WAITERS_PER_ACCOUNT",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LIPSYNC_DATA_DIR", str(tmp_path / "data"))
@@ -39,6 +43,9 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.billing_addr == "127.0.0.1:50152"
     assert settings.jobs_addr == "127.0.0.1:50153"
     assert settings.shutdown_grace_s == 10.0
+    # The NATS that `make run` starts; Prefer: wait is bounded per replica and account.
+    assert settings.nats_url == "nats://127.0.0.1:14222"
+    assert (settings.max_waiters, settings.max_waiters_per_account) == (10_000, 100)
     # Without a configured key, one is generated once in the data directory.
     assert settings.signing_key == (tmp_path / "data" / "url-signing.key").read_bytes().strip()
 
@@ -51,6 +58,9 @@ def test_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LIPSYNC_AUTH_CACHE_S", "0.25")
     monkeypatch.setenv("LIPSYNC_JOBS_ADDR", "jobs:50051")
     monkeypatch.setenv("LIPSYNC_URL_SIGNING_KEY", "configured")
+    monkeypatch.setenv("LIPSYNC_NATS_URL", "nats://nats:4222")
+    monkeypatch.setenv("LIPSYNC_MAX_WAITERS", "50")
+    monkeypatch.setenv("LIPSYNC_MAX_WAITERS_PER_ACCOUNT", "-3")
     settings = GatewaySettings.from_env()
     assert settings.http_addr == "0.0.0.0:9000"
     assert settings.public_url == "https://api.example.com"
@@ -59,6 +69,9 @@ def test_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.auth_cache_s == 0.25
     assert settings.jobs_addr == "jobs:50051"
     assert settings.signing_key == b"configured"
+    assert settings.nats_url == "nats://nats:4222"
+    # A negative bound means no waiting at all, not an unbounded one.
+    assert (settings.max_waiters, settings.max_waiters_per_account) == (50, 0)
 
 
 def test_signing_key_is_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:

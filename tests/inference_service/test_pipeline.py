@@ -20,9 +20,9 @@ from inference_service.engine import LipsyncEngine, RenderResult
 from inference_service.failures import JobFailure
 from inference_service.pipeline import Pipeline
 from inference_service.settings import Limits, WorkerSettings
-from inference_service.storage import ResultStore
 from lipsync.billing.v1 import billing_pb2
 from lipsync.jobs.v1 import events_pb2, jobs_pb2
+from lipsync_common.results import ResultStore
 from tests.job_specs import image_spec, multi_spec, video_spec
 from tests.media_fixtures import portrait_path, write_garbage, write_mp4, write_speech_wav
 

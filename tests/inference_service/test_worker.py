@@ -7,16 +7,17 @@ import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from inference_service.engine import LipsyncEngine
 from inference_service.failures import JobFailure
 from inference_service.pipeline import AlreadySettled, Pipeline
 from inference_service.settings import WorkerSettings
-from inference_service.storage import ResultStore
 from inference_service.worker import INTERNAL_ERROR, Worker
 from lipsync.billing.v1 import billing_pb2
 from lipsync.jobs.v1 import events_pb2, jobs_pb2
@@ -28,51 +29,82 @@ from lipsync_common.jetstream import (
     connect,
     ensure_streams,
     events_subject,
+    last_event,
     message_id,
+    publish_event,
 )
+from lipsync_common.results import ResultStore
 from tests.inference_service.trickle import TrickleOrigin
 from tests.job_specs import image_spec
 from tests.media_fixtures import portrait_path, write_speech_wav
 
 
-class Completes:
-    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+class FakePipeline:
+    """What a worker calls on its pipeline; `run` also gets the attempt's progress and flag."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.discarded: list[str] = []
+
+    async def run(self, request: events_pb2.JobRequested, *_: object) -> events_pb2.JobCompleted:
+        self.calls += 1
+        return await self.outcome(request)
+
+    async def outcome(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+        raise NotImplementedError
+
+    def discard(self, output_key: str) -> None:
+        self.discarded.append(output_key)
+
+
+class Completes(FakePipeline):
+    async def outcome(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
         return events_pb2.JobCompleted(output_key=f"{request.job_id}.mp4", credits=10)
 
 
-class FailsForTheUser:
-    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+class FailsForTheUser(FakePipeline):
+    async def outcome(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
         raise JobFailure("no face found in image")
 
 
-class Crashes:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
-        self.calls += 1
+class Crashes(FakePipeline):
+    async def outcome(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
         raise RuntimeError("engine exploded")
 
 
-class CrashesOnce(Crashes):
-    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
-        self.calls += 1
+class CrashesOnce(FakePipeline):
+    async def outcome(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
         if self.calls == 1:
             raise RuntimeError("transient")
         return events_pb2.JobCompleted(output_key="ok.mp4")
 
 
-class Settled:
-    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+class Settled(FakePipeline):
+    async def outcome(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
         raise AlreadySettled(request.job_id)
 
 
 @pytest.fixture
-async def js(nats_server: str) -> AsyncIterator[JetStreamContext]:
+async def conn(nats_server: str) -> AsyncIterator[tuple[Client, JetStreamContext]]:
     nc, js = await connect(nats_server, "test")
     await ensure_streams(js)
-    yield js
+    yield nc, js
     await nc.close()
+
+
+@pytest.fixture
+def nc(conn: tuple[Client, JetStreamContext]) -> Client:
+    return conn[0]
+
+
+@pytest.fixture
+def js(conn: tuple[Client, JetStreamContext]) -> JetStreamContext:
+    return conn[1]
+
+
+def make_worker(nc: Client, js: JetStreamContext, pipeline: object, **options: Any) -> Worker:
+    options = {"heartbeat_s": 0.1, **options}
+    return Worker(nc, js, pipeline, "w1", **options)  # type: ignore[arg-type]
 
 
 async def queue_job(
@@ -95,10 +127,10 @@ async def queue_drained(js: JetStreamContext) -> None:
             await asyncio.sleep(0.05)
 
 
-async def run_job(js: JetStreamContext, pipeline: object) -> list[events_pb2.JobEvent]:
+async def run_job(nc: Client, js: JetStreamContext, pipeline: object) -> list[events_pb2.JobEvent]:
     """Queue one job, let a worker handle it, return the events it published."""
     await queue_job(js, "job-1")
-    worker = Worker(js, pipeline, "w1", heartbeat_s=0.1, retry_delay_s=0.1)  # type: ignore[arg-type]
+    worker = make_worker(nc, js, pipeline, retry_delay_s=0.1)
     await worker.start()
     try:
         await queue_drained(js)
@@ -120,52 +152,92 @@ async def published_events(js: JetStreamContext, job_id: str) -> list[events_pb2
         events.append(event)
 
 
+def canceled_event(job_id: str) -> events_pb2.JobEvent:
+    return events_pb2.JobEvent(
+        job_id=job_id, account_id="acct", canceled=events_pb2.JobCanceled(by="api")
+    )
+
+
 def kinds(events: list[events_pb2.JobEvent]) -> list[str]:
     return [str(e.WhichOneof("kind")) for e in events]
 
 
-async def test_a_completed_job_is_reported_then_acked(js: JetStreamContext) -> None:
-    events = await run_job(js, Completes())
+async def test_a_completed_job_is_reported_then_acked(nc: Client, js: JetStreamContext) -> None:
+    events = await run_job(nc, js, Completes())
     assert kinds(events) == ["started", "completed"]
     assert events[1].completed.output_key == "job-1.mp4"
 
 
-async def test_a_user_failure_is_reported_once_and_not_retried(js: JetStreamContext) -> None:
-    events = await run_job(js, FailsForTheUser())
+async def test_a_user_failure_is_reported_once_and_not_retried(
+    nc: Client, js: JetStreamContext
+) -> None:
+    events = await run_job(nc, js, FailsForTheUser())
     assert kinds(events) == ["started", "failed"]
     assert events[1].failed.error == "no face found in image"
 
 
-async def test_a_transient_crash_is_retried(js: JetStreamContext) -> None:
+async def test_a_transient_crash_is_retried(nc: Client, js: JetStreamContext) -> None:
     pipeline = CrashesOnce()
-    events = await run_job(js, pipeline)
+    events = await run_job(nc, js, pipeline)
     assert pipeline.calls == 2
     assert kinds(events) == ["started", "started", "completed"]
     assert [e.started.attempt for e in events[:2]] == [1, 2]
 
 
-async def test_the_last_attempt_fails_the_job_without_internals(js: JetStreamContext) -> None:
+async def test_the_last_attempt_fails_the_job_without_internals(
+    nc: Client, js: JetStreamContext
+) -> None:
     pipeline = Crashes()
-    events = await run_job(js, pipeline)
+    events = await run_job(nc, js, pipeline)
     assert pipeline.calls == WORKER_MAX_DELIVER
     assert kinds(events)[-1] == "failed"
     assert events[-1].failed.error == INTERNAL_ERROR
     assert "exploded" not in events[-1].failed.error
 
 
-async def test_a_redelivered_settled_job_is_just_acked(js: JetStreamContext) -> None:
-    assert kinds(await run_job(js, Settled())) == ["started"]
+async def test_a_job_canceled_while_queued_is_acked_without_starting(
+    nc: Client, js: JetStreamContext
+) -> None:
+    # What job_service's CancelJob stores for a job no worker has taken yet.
+    await publish_event(js, canceled_event("job-1"))
+    pipeline = Completes()
+    assert kinds(await run_job(nc, js, pipeline)) == ["canceled"]
+    assert pipeline.calls == 0
 
 
-class Overlaps:
+async def test_a_cancel_stored_while_the_worker_looks_is_not_hidden_behind_started(
+    nc: Client, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looks: list[int] = []
+
+    async def look_then_cancel(js: JetStreamContext, job_id: str) -> tuple[int, object]:
+        seen = await last_event(js, job_id)
+        looks.append(seen[0])
+        if len(looks) == 1:
+            # job_service's cancel lands between the worker's look and its `started`.
+            await publish_event(js, canceled_event(job_id))
+        return seen
+
+    monkeypatch.setattr("inference_service.worker.last_event", look_then_cancel)
+    pipeline = Completes()
+    assert kinds(await run_job(nc, js, pipeline)) == ["canceled"]
+    assert pipeline.calls == 0 and len(looks) == 2
+
+
+async def test_a_redelivered_settled_job_is_just_acked(nc: Client, js: JetStreamContext) -> None:
+    assert kinds(await run_job(nc, js, Settled())) == ["started"]
+
+
+class Overlaps(FakePipeline):
     """Completes each job only once `jobs` of them are running at the same time."""
 
     def __init__(self, jobs: int) -> None:
+        super().__init__()
         self.jobs = jobs
         self.running = 0
         self.all_running = asyncio.Event()
 
-    async def run(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+    async def outcome(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
         self.running += 1
         if self.running == self.jobs:
             self.all_running.set()
@@ -173,11 +245,13 @@ class Overlaps:
         return events_pb2.JobCompleted(output_key=f"{request.job_id}.mp4")
 
 
-async def test_a_worker_with_concurrency_runs_jobs_side_by_side(js: JetStreamContext) -> None:
+async def test_a_worker_with_concurrency_runs_jobs_side_by_side(
+    nc: Client, js: JetStreamContext
+) -> None:
     pipeline = Overlaps(jobs=2)
     for job_id in ("job-a", "job-b"):
         await queue_job(js, job_id)
-    worker = Worker(js, pipeline, "w1", heartbeat_s=0.1, concurrency=2)  # type: ignore[arg-type]
+    worker = make_worker(nc, js, pipeline, concurrency=2)
     await worker.start()
     try:
         await asyncio.wait_for(pipeline.all_running.wait(), 10)
@@ -206,6 +280,7 @@ class Billing:
 
 
 async def test_a_trickling_input_neither_stalls_the_next_job_nor_outlives_its_deadline(
+    nc: Client,
     js: JetStreamContext,
     engine: LipsyncEngine,
     tmp_path: Path,
@@ -234,7 +309,9 @@ async def test_a_trickling_input_neither_stalls_the_next_job_nor_outlives_its_de
         await queue_job(js, "job-fast", image_spec(f"{origin.url}/face.jpg", f"{origin.url}/a.wav"))
         async with httpx.AsyncClient(timeout=30) as http:
             pipeline = Pipeline(settings, engine, billing, http, ResultStore(settings.results_dir))  # type: ignore[arg-type]
-            worker = Worker(js, pipeline, "w1", heartbeat_s=0.2, concurrency=settings.concurrency)
+            worker = make_worker(
+                nc, js, pipeline, heartbeat_s=0.2, concurrency=settings.concurrency
+            )
             await worker.start()
             try:
                 await queue_drained(js)

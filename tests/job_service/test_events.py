@@ -54,7 +54,7 @@ class Finished:
         self.rows: list[JobRow] = []
         self.event = asyncio.Event()
 
-    def __call__(self, row: JobRow) -> None:
+    async def __call__(self, row: JobRow) -> None:
         self.rows.append(row)
         self.event.set()
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,21 +10,10 @@ import grpc
 import pytest
 
 from billing_service.store import WALLET_API
-from job_service.funds import FundsCheck
-from job_service.outbox import Outbox
-from job_service.representation import job_proto
-from job_service.servicer import JobServicer
-from job_service.store import JobStore
 from lipsync.jobs.v1 import events_pb2, jobs_pb2, jobs_pb2_grpc
-from lipsync_common.jetstream import (
-    JOBS_STREAM,
-    WORKER_CONSUMER,
-    connect,
-    ensure_streams,
-    ensure_worker_consumer,
-)
 from tests.billing_service.billing_harness import BillingHarness, running_billing
 from tests.conftest import NatsProcess
+from tests.job_service.service_harness import running_job_service
 from tests.job_specs import image_spec
 
 ACCOUNT = "acct"
@@ -46,31 +33,8 @@ async def billing(tmp_path: Path) -> AsyncIterator[BillingHarness]:
 async def service(
     tmp_path: Path, nats_server: str, billing: BillingHarness
 ) -> AsyncIterator[tuple[jobs_pb2_grpc.JobServiceStub, object]]:
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
-    await store.open()
-    nc, js = await connect(nats_server, "test")
-    await ensure_streams(js)
-    await ensure_worker_consumer(js)
-    render = functools.partial(job_proto, public_url="https://api", signing_key=b"k", ttl_s=60)
-    server = grpc.aio.server()
-    outbox = Outbox(store, js, interval_s=60)
-    outbox.start()
-    servicer = JobServicer(
-        store, outbox, render, FundsCheck(billing.stub, fresh_s=0), max_processing=CAP
-    )
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    sub = await js.pull_subscribe_bind(WORKER_CONSUMER, stream=JOBS_STREAM)
-    yield jobs_pb2_grpc.JobServiceStub(channel), sub
-    await channel.close()
-    await server.stop(None)
-    await outbox.stop()
-    # nats-py's close can meet the reset of a connection whose server a test restarted.
-    with contextlib.suppress(ConnectionError):
-        await nc.close()
-    await store.close()
+    async with running_job_service(tmp_path, nats_server, billing, max_processing=CAP) as svc:
+        yield svc.stub, svc.queue
 
 
 def create_request(

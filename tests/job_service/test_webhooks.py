@@ -344,6 +344,13 @@ async def test_poison_rows_do_not_hold_up_a_good_delivery(
             return len(receiver.requests) == 1
 
         await until(delivered, 3)
+
+        async def all_recorded() -> bool:
+            states = [await delivery_state(store, job_id) for job_id in poisoned]
+            return all(state["webhook_attempts"] == 1 for state in states)
+
+        # Their account's share of the senders works through them meanwhile.
+        await until(all_recorded, 10)
     finally:
         await webhooks.stop()
     assert receiver.requests[0][1]["id"] == good
@@ -391,6 +398,39 @@ async def test_a_slow_receiver_does_not_delay_another_accounts_delivery(
         assert state["webhook_gave_up_at"] is None
         # The sweeps that ran meanwhile did not claim the row in flight again.
         assert len(slow.requests) == 1
+    finally:
+        slow.server.shutdown()
+
+
+async def test_one_accounts_flood_of_hanging_receivers_holds_only_its_share(
+    store: JobStore, receiver: Receiver
+) -> None:
+    """40 due deliveries of one account to a receiver that trickles would fill all 32
+    senders for the whole timeout; the account gets its share, and the others go out."""
+    slow = Receiver(200, trickle=30)
+    try:
+        for _ in range(40):
+            await finished_job(store, slow.url, account_id="flood")
+        webhooks = sender(store, allow_private=True, timeout_s=4)
+        webhooks.start()
+        try:
+
+            async def hanging() -> bool:
+                return slow.answering == webhooks.per_account
+
+            await until(hanging, 3)
+            good = await store.get(await finished_job(store, receiver.url, account_id="other"))
+            assert good is not None
+            webhooks.notify(good)
+
+            async def delivered() -> bool:
+                return len(receiver.requests) == 1
+
+            assert await until(delivered, 2) < 2
+            # Still only the flood's share in flight, however many of its rows are due.
+            assert slow.answering <= webhooks.per_account
+        finally:
+            await webhooks.stop()
     finally:
         slow.server.shutdown()
 

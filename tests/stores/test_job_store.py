@@ -197,3 +197,49 @@ async def test_jobs_survive_a_restart(database_url: str) -> None:
         assert again.id == row.id and not new
     finally:
         await second.close()
+
+
+async def test_listing_pages_through_an_accounts_jobs_newest_first(store: JobStore) -> None:
+    made = [(await create(store))[0] for _ in range(5)]
+    await create(store, "someone-else")
+    await store.finish(made[1].id, Outcome(status=jobs_pb2.JOB_STATUS_FAILED, error="x", credits=0))
+    seen, after = [], None
+    while True:
+        rows, after = await store.list_jobs("acct", 2, after=after)
+        seen += [row.id for row in rows]
+        if after is None:
+            break
+    assert seen == [row.id for row in reversed(made)]
+    failed, more = await store.list_jobs("acct", 10, status=jobs_pb2.JOB_STATUS_FAILED)
+    assert [row.id for row in failed] == [made[1].id] and more is None
+    assert (await store.list_jobs("acct", 10, model="lipsync-video"))[0] == []
+
+
+async def test_a_removed_output_is_marked_once_and_only_on_an_ended_job(store: JobStore) -> None:
+    row, _ = await create(store)
+    assert await store.remove_output(row.id) is None
+    await store.finish(row.id, Outcome(status=jobs_pb2.JOB_STATUS_COMPLETED, output_key="k.mp4"))
+    assert await store.outputs_past(time.time() + 1) == [(row.id, "k.mp4")]
+    first = await store.remove_output(row.id, now=100.0)
+    again = await store.remove_output(row.id, now=200.0)
+    assert first is not None and again is not None
+    assert (first.deleted_at, again.deleted_at, again.output_removed_at) == (100.0, 100.0, 100.0)
+    assert await store.outputs_past(time.time() + 1) == []
+
+
+async def test_webhook_history_numbers_attempts_across_a_redelivery(store: JobStore) -> None:
+    row, _ = await create(store, webhook="https://hooks.example/x")
+    await store.finish(row.id, Outcome(status=jobs_pb2.JOB_STATUS_FAILED, error="x", credits=0))
+    (claimed,) = await store.claim_webhooks("a", max_attempts=5)
+    assert await store.record_webhook_attempt(claimed.id, "a", False, give_up=True, error="gone")
+    assert await store.claim_webhooks("a", max_attempts=5, now=time.time() + 9999) == []
+    assert await store.redeliver(row.id)
+    (claimed,) = await store.claim_webhooks("a", max_attempts=5)
+    assert claimed.webhook_attempts == 0
+    await store.record_webhook_attempt(claimed.id, "a", True, status_code=200, latency_ms=4)
+    history = await store.webhook_deliveries(row.id)
+    assert [(d.attempt, d.status_code, d.error) for d in history] == [
+        (1, None, "gone"),
+        (2, 200, ""),
+    ]
+    assert (await store.get(row.id)).webhook_delivered_at is not None  # type: ignore[union-attr]
