@@ -63,5 +63,23 @@ bench-stores: ## Reserve latency and submit throughput on SQLite and PostgreSQL.
 bench-api: ## Gateway req/s and latency (wrk) against a bare FastAPI endpoint, and the ratios.
 	$(PY) -m tests.api_bench
 
+# Images: one target of deploy/docker/Dockerfile each (deploy/README.md, "Images").
+IMAGES := gateway auth-service billing-service job-service inference-service inference-service-gpu
+IMAGE_PREFIX ?= lipsync/
+IMAGE_TAG ?= dev
+CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+.PHONY: images test-deploy
+
+images: ## Build every image with docker or podman: lipsync/<target>:dev (IMAGE_PREFIX, IMAGE_TAG).
+	@test -n "$(CONTAINER_ENGINE)" || { echo "make images: no container engine (docker or podman) found" >&2; exit 1; }
+	@$(CONTAINER_ENGINE) info >/dev/null 2>&1 || { echo "make images: $(CONTAINER_ENGINE) is installed but not running" >&2; exit 1; }
+	set -e; for target in $(IMAGES); do \
+		DOCKER_BUILDKIT=1 $(CONTAINER_ENGINE) build -f deploy/docker/Dockerfile --target $$target \
+			-t $(IMAGE_PREFIX)$$target:$(IMAGE_TAG) . ; \
+	done
+
+test-deploy: ## Render, validate and check the Kubernetes manifests and the Dockerfile (no cluster).
+	$(PY) -m pytest -q tests/deploy
+
 clean: ## Remove the virtualenv, generated code and local data.
 	rm -rf $(VENV) lipsync var
