@@ -19,6 +19,8 @@ install: ## Create .venv, install pinned dependencies, generate the protobuf cod
 	$(MAKE) protos
 	# compat mode puts the repository root on sys.path, so the generated code is importable.
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+	# The customers' SDK and `lipsync` command, a package of its own (sdk/python/README.md).
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e ./sdk/python
 
 protos: ## Generate Python code (and type stubs) from protos/ into lipsync/.
 	rm -rf lipsync
