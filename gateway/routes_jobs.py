@@ -49,7 +49,6 @@ _CREATE_ERRORS = openapi.problem_responses(
         400: "the body is not JSON, or not an object",
         401: "missing, malformed, unknown or revoked API key",
         402: "the API credits are below the minimum charge of the request",
-        403: "a session token was sent; jobs need an API key",
         409: "the Idempotency-Key was used with a different body",
         413: "the body is over 64 KiB",
         422: "a parameter is missing, of the wrong type, out of range, or unknown; or the"
@@ -295,13 +294,14 @@ def router(
 ) -> APIRouter:
     handlers = JobRoutes(backends, allow_private_urls, ended, waiters)
     api = APIRouter(prefix="/api/v1", tags=["jobs"])
-    key_only = Security(authenticator.key_only)
+    # A job may be created with a key or, from the web console, a session
+    # token (API.md "The web console"); either way it is charged to API credits.
     any_credential = Security(authenticator.any_credential)
 
     def add_create_route(model: JobModel) -> None:
         async def create_job(
             request: Request,
-            principal: Principal = key_only,
+            principal: Principal = any_credential,
             idempotency_key: str | None = _IDEMPOTENCY_KEY,
             prefer_header: str | None = _PREFER,
         ) -> Response:
