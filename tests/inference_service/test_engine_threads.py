@@ -3,12 +3,18 @@
 A worker renders every job with one ``LipsyncEngine``, possibly several at a
 time (``asyncio.to_thread``). Any per-job state left on the engine, its
 animator or its face models would leak from one job into the other here.
+
+The frames compared are those the engine hands to the encoder: x264 with frame
+threads does not always produce the same bitstream for the same frames when
+the machine is loaded (seen: one encode in five differing), so comparing the
+decoded files would test the encoder's scheduling, not the engine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -18,8 +24,9 @@ import numpy as np
 import pytest
 
 from inference_service.engine import LipsyncEngine, RenderResult
+from inference_service.media import encode
 from inference_service.media.image import load_image_bgr
-from tests.media_fixtures import decode_frames, portrait_path, write_speech_wav, write_talking_video
+from tests.media_fixtures import portrait_path, write_speech_wav, write_talking_video
 
 # Renders one job to the output path it is given.
 Job = Callable[[Path], RenderResult]
@@ -38,8 +45,25 @@ def mirrored(folder: Path) -> Path:
     return path
 
 
-def render_alone_and_together(jobs: list[Job], folder: Path) -> None:
-    """Render ``jobs`` one after the other, then all at once; assert identical outputs."""
+@pytest.fixture(autouse=True)
+def encoded(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
+    """A digest of every frame each output file was given, by file name."""
+    frames: dict[str, list[str]] = {}
+    write = encode.Mp4Writer.write_bgr
+    lock = threading.Lock()
+
+    def record(writer: encode.Mp4Writer, frame: np.ndarray) -> None:
+        name = Path(writer._container.name).name
+        with lock:
+            frames.setdefault(name, []).append(hashlib.sha256(frame.tobytes()).hexdigest())
+        write(writer, frame)
+
+    monkeypatch.setattr(encode.Mp4Writer, "write_bgr", record)
+    yield frames
+
+
+def render_alone_and_together(jobs: list[Job], folder: Path, encoded: dict[str, list[str]]) -> None:
+    """Render ``jobs`` one after the other, then all at once; assert identical frames."""
     alone = [job(folder / f"alone-{n}.mp4") for n, job in enumerate(jobs)]
     barrier = threading.Barrier(len(jobs))
 
@@ -50,20 +74,20 @@ def render_alone_and_together(jobs: list[Job], folder: Path) -> None:
     with ThreadPoolExecutor(len(jobs)) as pool:
         concurrent = list(pool.map(together, range(len(jobs))))
 
-    expected = [decode_frames(folder / f"alone-{n}.mp4") for n in range(len(jobs))]
+    expected = [encoded[f"alone-{n}.mp4"] for n in range(len(jobs))]
     # Two different jobs: a render that used the other's state could not match its own.
-    assert not np.array_equal(expected[0][-1], expected[1][-1])
+    assert expected[0][-1] != expected[1][-1]
     for n, (first, second) in enumerate(zip(alone, concurrent, strict=True)):
         assert replace(second, timings_ms={}) == replace(first, timings_ms={})
-        frames = decode_frames(folder / f"together-{n}.mp4")
-        assert len(frames) == len(expected[n])
+        frames = encoded[f"together-{n}.mp4"]
+        assert len(frames) == len(expected[n]) == first.frames
         pairs = enumerate(zip(expected[n], frames, strict=True))
-        differ = [i for i, (a, b) in pairs if not np.array_equal(a, b)]
+        differ = [i for i, (a, b) in pairs if a != b]
         assert not differ, f"job {n}: frames {differ} differ from the job rendered alone"
 
 
 def test_two_image_jobs_at_once_render_as_they_do_one_after_the_other(
-    engine: LipsyncEngine, folder: Path, mirrored: Path
+    engine: LipsyncEngine, folder: Path, mirrored: Path, encoded: dict[str, list[str]]
 ) -> None:
     first_audio = write_speech_wav(folder / "first.wav", 1.2)
     second_audio = write_speech_wav(folder / "second.wav", 1.0, silence_head=0.4)
@@ -74,11 +98,11 @@ def test_two_image_jobs_at_once_render_as_they_do_one_after_the_other(
     def second(out: Path) -> RenderResult:
         return engine.render_image(mirrored, second_audio, out, height=480, seed=8)
 
-    render_alone_and_together([first, second], folder)
+    render_alone_and_together([first, second], folder, encoded)
 
 
 def test_a_video_and_an_image_job_at_once_render_as_they_do_one_after_the_other(
-    engine: LipsyncEngine, folder: Path, mirrored: Path
+    engine: LipsyncEngine, folder: Path, mirrored: Path, encoded: dict[str, list[str]]
 ) -> None:
     video = write_talking_video(folder / "talking.mp4", 0.8)
     video_audio = write_speech_wav(folder / "video.wav", 1.2, silence_head=0.2)
@@ -90,4 +114,4 @@ def test_a_video_and_an_image_job_at_once_render_as_they_do_one_after_the_other(
     def image_job(out: Path) -> RenderResult:
         return engine.render_image(mirrored, image_audio, out, height=480, seed=4)
 
-    render_alone_and_together([video_job, image_job], folder)
+    render_alone_and_together([video_job, image_job], folder, encoded)
