@@ -6,7 +6,7 @@ PROTO_SRC := $(shell find protos -name '*.proto')
 GRPC_TOOLS_PROTO = $(shell $(PY) -c "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))")
 
 .DEFAULT_GOAL := help
-.PHONY: help install protos run test test-unit test-integration lint bench bench-platform bench-engine bench-quality bench-stores bench-api clean
+.PHONY: help install protos run test test-unit test-integration test-faults lint bench bench-platform bench-engine bench-quality bench-stores bench-api clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test-unit: ## Run the unit tests only.
 
 test-integration: ## Run the integration tests (real processes, real NATS).
 	$(PY) -m pytest -q -m integration
+
+test-faults: ## Kill workers, services and NATS under ~100 jobs; check and print what held.
+	$(PY) -m pytest -q -m faults tests/faults
 
 lint: ## ruff and mypy.
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,7 @@ import contextlib
 
 import grpc
 
+from billing_service.checkout import Checkout, StripeSettings
 from billing_service.events import EventConsumer
 from billing_service.ledger import Ledger
 from billing_service.packs import load_packs
@@ -25,7 +26,9 @@ async def main() -> None:
     ledger = Ledger(database_url("billing"))
     nc, js = await connect(nats_url(), "billing-service")
     consumer = EventConsumer(js, ledger)
-    servicer = BillingServicer(ledger, load_packs())
+    packs = load_packs()
+    checkout = Checkout(StripeSettings.from_env(), ledger, packs)
+    servicer = BillingServicer(ledger, packs, checkout)
 
     def register(server: grpc.aio.Server) -> None:
         billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
@@ -40,6 +43,7 @@ async def main() -> None:
         await consumer.stop()
         with contextlib.suppress(Exception):
             await nc.drain()
+        await checkout.close()
         await ledger.close()
 
     await run_grpc_service(

@@ -11,6 +11,9 @@ allows one entry of each kind per job):
 * settling a job that was never reserved records a zero entry, which closes the
   job id: a reserve that arrives late (from a worker that outlived its job)
   finds the job settled instead of holding credits that nothing would release.
+
+A keyed grant (`grant_once`) is idempotent by its key in the same way: the
+first call writes the entry, every later one returns it unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from billing_service import store
 from billing_service.metrics import CREDITS_CAPTURED, CREDITS_RELEASED, CREDITS_RESERVED
@@ -54,6 +58,15 @@ class Settlement(enum.Enum):
     ALREADY_RELEASED = "already_released"
     # No reservation existed; a zero entry now closes the job id.
     NOT_RESERVED = "not_reserved"
+
+
+@dataclass(frozen=True)
+class KeyedGrant:
+    # The entry under the key: this call's, or the one an earlier call wrote.
+    entry: Entry
+    balance: Balance
+    # False when the key had already been granted; nothing changed.
+    written: bool
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,48 @@ class Ledger:
         log.info(
             "credits granted",
             extra={"fields": {"account_id": account_id, "wallet": wallet, "amount": amount}},
+        )
+        return result
+
+    async def grant_once(
+        self, key: str, account_id: str, amount: int, wallet: str, reason: str
+    ) -> KeyedGrant:
+        """Grant under `key` unless something already was; never twice for one key."""
+        if amount <= 0:
+            raise ValueError("a grant must be positive")
+        if not key:
+            raise ValueError("a keyed grant needs a key")
+        entry = Entry(
+            account_id=account_id,
+            wallet=wallet,
+            kind=store.GRANT,
+            amount=amount,
+            reason=reason,
+            grant_key=key,
+        )
+
+        def write(conn: Connection) -> KeyedGrant:
+            existing = store.keyed_grant(conn, key)
+            if existing is not None:
+                return KeyedGrant(existing, store.balance(conn, existing.account_id), False)
+            written = store.append(conn, entry)
+            return KeyedGrant(written, store.balance(conn, account_id), True)
+
+        try:
+            result = await self._db.transaction(write)
+        except IntegrityError:
+            # Another replica wrote the key between our read and our insert.
+            result = await self._db.transaction(write)
+        log.info(
+            "keyed grant",
+            extra={
+                "fields": {
+                    "account_id": result.entry.account_id,
+                    "wallet": wallet,
+                    "amount": result.entry.amount,
+                    "repeated": not result.written,
+                }
+            },
         )
         return result
 

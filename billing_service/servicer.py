@@ -1,4 +1,4 @@
-"""BillingService over gRPC: quotes, balances, grants and reservations."""
+"""BillingService over gRPC: quotes, balances, grants, reservations and checkout."""
 
 from __future__ import annotations
 
@@ -10,6 +10,13 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing_service import pricing
+from billing_service.checkout import (
+    Checkout,
+    InvalidSignature,
+    PaymentsDisabled,
+    ProviderUnavailable,
+    UnknownPack,
+)
 from billing_service.ledger import Ledger, ReserveOutcome
 from billing_service.packs import CreditPack
 from billing_service.store import WALLET_API, WALLET_USER, Balance, Entry
@@ -64,8 +71,16 @@ def usage_entry(entry: Entry) -> billing_pb2.UsageEntry:
     )
 
 
-def pricing_message(packs: Sequence[CreditPack]) -> billing_pb2.GetPricingResponse:
+# The FAILED_PRECONDITION / INVALID_ARGUMENT details the gateway maps to its problems.
+PAYMENTS_DISABLED = "payments_disabled"
+INVALID_SIGNATURE = "invalid_signature"
+
+
+def pricing_message(
+    packs: Sequence[CreditPack], checkout_enabled: bool = False
+) -> billing_pb2.GetPricingResponse:
     return billing_pb2.GetPricingResponse(
+        checkout_enabled=checkout_enabled,
         rates=[
             billing_pb2.Rate(resolution=RESOLUTION_NAMES[resolution], credits_per_second=rate)
             for resolution, rate in pricing.CREDITS_PER_SECOND.items()
@@ -114,9 +129,15 @@ async def _require(context: grpc.aio.ServicerContext, **fields: str) -> None:
 
 
 class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
-    def __init__(self, ledger: Ledger, packs: Sequence[CreditPack] = ()) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        packs: Sequence[CreditPack] = (),
+        checkout: Checkout | None = None,
+    ) -> None:
         self._ledger = ledger
-        self._pricing = pricing_message(packs)
+        self._checkout = checkout
+        self._pricing = pricing_message(packs, checkout is not None and checkout.enabled)
 
     async def GetPricing(
         self, request: billing_pb2.GetPricingRequest, context: grpc.aio.ServicerContext
@@ -208,4 +229,44 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             billed_seconds=result.billed_seconds,
             credits=result.credits,
             available_credits=result.available_credits,
+        )
+
+    async def CreateCheckoutSession(
+        self, request: billing_pb2.CreateCheckoutSessionRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.CreateCheckoutSessionResponse:
+        await _require(
+            context,
+            account_id=request.account_id,
+            success_url=request.success_url,
+            cancel_url=request.cancel_url,
+        )
+        if self._checkout is None:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, PAYMENTS_DISABLED)
+        try:
+            started = await self._checkout.start(
+                request.account_id, request.pack, request.success_url, request.cancel_url
+            )
+        except PaymentsDisabled:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, PAYMENTS_DISABLED)
+        except UnknownPack as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except ProviderUnavailable:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, "Stripe is unavailable")
+        return billing_pb2.CreateCheckoutSessionResponse(
+            checkout_url=started.checkout_url, session_id=started.session_id
+        )
+
+    async def HandleStripeWebhook(
+        self, request: billing_pb2.HandleStripeWebhookRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.HandleStripeWebhookResponse:
+        if self._checkout is None:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, PAYMENTS_DISABLED)
+        try:
+            outcome = await self._checkout.handle_webhook(request.payload, request.signature)
+        except PaymentsDisabled:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, PAYMENTS_DISABLED)
+        except InvalidSignature:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, INVALID_SIGNATURE)
+        return billing_pb2.HandleStripeWebhookResponse(
+            event_type=outcome.event_type, session_id=outcome.session_id, granted=outcome.granted
         )

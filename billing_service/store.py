@@ -3,6 +3,10 @@
 Nothing here ever updates or deletes an entry; triggers make the database refuse to.
 Balances are sums over an account's entries, computed inside the transaction
 that needs them, so a balance always equals its history.
+
+A grant may carry a `grant_key` (a paid Stripe Checkout Session's id): a unique
+index allows one entry per key, so a payment that Stripe reports many times is
+granted once, whatever the order or the replica the reports reach.
 """
 
 from __future__ import annotations
@@ -91,6 +95,13 @@ MIGRATIONS: list[MigrationStep] = [
     """
     CREATE INDEX entries_by_account_and_id ON entries (account_id, id)
     """,
+    # Grants keyed by what paid for them (billing_service/checkout.py): one entry per key.
+    # Adding a nullable column rewrites no row, so the append-only triggers are not involved.
+    """
+    ALTER TABLE entries ADD COLUMN grant_key TEXT;
+    CREATE UNIQUE INDEX entries_one_per_grant_key ON entries (grant_key)
+        WHERE grant_key IS NOT NULL
+    """,
 ]
 
 
@@ -107,6 +118,8 @@ class Entry:
     reason: str = ""
     created_at: float = 0.0
     id: int = 0
+    # Set on a grant that must happen once, e.g. "stripe-checkout:cs_..."; None otherwise.
+    grant_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,7 @@ entries = Table(
     Column("resolution", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("created_at", Double, nullable=False),
+    Column("grant_key", Text),
 )
 
 
@@ -154,6 +168,7 @@ def _entry(row: Row[Any]) -> Entry:
         resolution=row.resolution,
         reason=row.reason,
         created_at=row.created_at,
+        grant_key=row.grant_key,
     )
 
 
@@ -177,9 +192,19 @@ def append(conn: Connection, entry: Entry) -> Entry:
             "resolution": entry.resolution,
             "reason": entry.reason,
             "created_at": entry.created_at or time.time(),
+            "grant_key": entry.grant_key,
         },
     ).one()
     return _entry(row)
+
+
+_KEYED_GRANT = select(entries).where(entries.c.grant_key == bindparam("grant_key"))
+
+
+def keyed_grant(conn: Connection, grant_key: str) -> Entry | None:
+    """The grant written under this key, if any."""
+    row = conn.execute(_KEYED_GRANT, {"grant_key": grant_key}).one_or_none()
+    return _entry(row) if row is not None else None
 
 
 def job_entries(conn: Connection, job_id: str) -> dict[str, Entry]:

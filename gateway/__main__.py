@@ -22,6 +22,7 @@ from gateway.settings import GatewaySettings
 from lipsync_common.config import split_host_port
 from lipsync_common.heap import settle_after_startup
 from lipsync_common.logs import setup_logging
+from lipsync_common.metrics import serve_metrics
 
 log = logging.getLogger("gateway")
 
@@ -86,8 +87,13 @@ async def serve() -> None:
     try:
         app = create_app(settings, backends, notices=notices)
         config = server_config(app, settings.http_addr, settings.shutdown_grace_s)
+        # The default registry, which the HTTP middleware and the waiters fill.
+        serve_metrics(settings.metrics_addr)
         settle_after_startup()
-        log.info("listening", extra={"fields": {"http": settings.http_addr}})
+        log.info(
+            "listening",
+            extra={"fields": {"http": settings.http_addr, "metrics": settings.metrics_addr}},
+        )
         # Requests waiting on `Prefer: wait` answer now rather than at the grace period's end.
         await Server(config, on_exit=app.state.job_waiters.close).serve()
     finally:

@@ -8,16 +8,18 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from gateway import (
+    errors_catalogue,
     openapi,
     problems,
     routes_account,
     routes_billing,
+    routes_console,
     routes_files,
     routes_health,
     routes_job_control,
     routes_jobs,
+    routes_uploads,
 )
-from gateway.auth import Authenticator
 from gateway.clients import Backends
 from gateway.ended_jobs import EndedJobs
 from gateway.job_notices import JobNotices
@@ -25,7 +27,11 @@ from gateway.job_waiters import JobWaiters
 from gateway.metrics import MetricsMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
+from gateway.upload_owners import OwnerAwareAuthenticator, UploadOwners
 from lipsync_common import notices as notice_kinds
+from lipsync_common.results import result_store
+from lipsync_common.storage import ObjectStore
+from lipsync_common.uploads import upload_store
 
 VERSION = "1.0.0"
 
@@ -36,7 +42,8 @@ Create a job with one of the `POST /api/v1/lipsync-*` endpoints, then poll
 `GET /api/v1/jobs/{id}` every 5 to 10 seconds, pass a `webhook`, or send
 `Prefer: wait=N` (1 to 60 s) to have the answer held until the job ends. List,
 cancel and delete jobs and inspect their webhook deliveries under
-`/api/v1/jobs`. Every error is `application/problem+json` with a stable `code`.
+`/api/v1/jobs`. Media on your own computer: `POST /api/v1/uploads` them first and use
+the answer's `url`. Every error is `application/problem+json` with a stable `code`.
 
 Sign up and log in (`/api/v1/auth/*`) to get a session token, create API keys
 with it (`POST /api/v1/keys`), and use a key for jobs, balance, usage and
@@ -50,6 +57,8 @@ def create_app(
     backends: Backends,
     *,
     notices: JobNotices | None = None,
+    results: ObjectStore | None = None,
+    uploads: ObjectStore | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
@@ -57,7 +66,9 @@ def create_app(
 
     `notices` is job_service's notices as this replica hears them (the caller
     starts and closes it); without it, `Prefer: wait` waits its full time and
-    cached ended jobs expire instead of being dropped.
+    cached ended jobs expire instead of being dropped. `results` is where the
+    outputs lie; by default the results folder, or the bucket of
+    `LIPSYNC_STORAGE_URL`.
     """
     app = FastAPI(
         title="Lip-sync API",
@@ -65,7 +76,8 @@ def create_app(
         description=DESCRIPTION,
         servers=[{"url": settings.public_url}],
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        # /docs is gateway.routes_console's: Swagger UI served from here, not a CDN.
+        docs_url=None,
         redoc_url=None,
         # Operation ids are the route names (`lipsync-video`, `get-job`, ...).
         generate_unique_id_function=lambda route: route.name,
@@ -74,9 +86,12 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
 
     limiter = RateLimiter(settings.rate_limit_per_min, clock=monotonic)
-    authenticator = Authenticator(
+    authenticator = OwnerAwareAuthenticator(
         backends.auth, settings.auth_cache_s, clock=monotonic, limiter=limiter
     )
+    # Job validation refuses another account's upload URLs (gateway/upload_owners.py).
+    upload_owners = UploadOwners(settings.public_url, settings.signing_key)
+    authenticator.owners = upload_owners
     ended = EndedJobs()
     waiters = JobWaiters(settings.max_waiters, settings.max_waiters_per_account)
     # python -m gateway wakes them when it starts shutting down.
@@ -91,10 +106,29 @@ def create_app(
     )
     app.include_router(routes_job_control.router(backends, authenticator, ended, waiters))
     app.include_router(routes_account.router(backends, authenticator))
-    app.include_router(routes_billing.router(backends, authenticator, settings.allow_private_urls))
     app.include_router(
-        routes_files.router(settings.results_dir, settings.signing_key, clock=wall_clock)
+        routes_billing.router(
+            backends, authenticator, settings.allow_private_urls, settings.public_url
+        )
+    )
+    errors_catalogue.install(app, settings.public_url)
+    app.include_router(
+        routes_files.router(
+            results or result_store(settings.results_dir), settings.signing_key, clock=wall_clock
+        )
+    )
+    app.include_router(
+        routes_uploads.router(
+            uploads or upload_store(settings.uploads_folder()),
+            authenticator,
+            upload_owners,
+            settings.uploads_folder(),
+            settings.upload_limits,
+            settings.upload_ttl_s,
+            clock=wall_clock,
+        )
     )
     app.include_router(routes_health.router(backends))
+    app.include_router(routes_console.router(settings.public_url))
     openapi.install(app)
     return app

@@ -96,7 +96,11 @@ class FieldErrorDoc(BaseModel):
 class ProblemDoc(BaseModel):
     """RFC 9457 problem details; `code` is a stable machine-readable word."""
 
-    type: str = Field("about:blank")
+    type: str = Field(
+        description="`<public base>/api/v1/errors#<code>`: the code's entry in the errors"
+        " catalogue.",
+        examples=["https://api.example.com/api/v1/errors#insufficient_credits"],
+    )
     title: str
     status: int
     code: str

@@ -107,6 +107,9 @@ class Pricing(BaseModel):
     maximum_seconds: int
     credit_packs: list[CreditPack]
     formula: str
+    checkout_enabled: bool = Field(
+        description="Whether the packs can be bought here (POST /api/v1/billing/checkout)."
+    )
 
 
 class Estimate(BaseModel):

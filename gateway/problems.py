@@ -3,6 +3,11 @@
 `Problem` is raised anywhere in a request; `install` registers handlers so that
 errors raised by FastAPI and Starlette themselves (validation, unknown route,
 wrong method) and unexpected exceptions come out in the same shape.
+
+Every problem's `type` is `<public base>/api/v1/errors#<code>`: the entry of
+its code in the errors catalogue (gateway/errors_catalogue.py), which lists
+every code the gateway answers. The base is the app's (`set_type_base`); an
+app without one, and a body built outside a request, say `about:blank`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 MEDIA_TYPE = "application/problem+json"
+# Where the catalogue answers, below the public base URL.
+CATALOGUE_PATH = "/api/v1/errors"
+BLANK_TYPE = "about:blank"
 
 # RFC 9110 renamed these; Python 3.11's HTTPStatus still has the old phrases.
 _TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
@@ -76,9 +84,10 @@ class Problem(Exception):
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
 
-    def body(self) -> dict[str, Any]:
+    def body(self, type_base: str = "") -> dict[str, Any]:
+        """The JSON body; `type_base` is the catalogue's URL, "" for about:blank."""
         body: dict[str, Any] = {
-            "type": "about:blank",
+            "type": f"{type_base}#{self.code}" if type_base else BLANK_TYPE,
             "title": title(self.status),
             "status": self.status,
             "code": self.code,
@@ -89,9 +98,12 @@ class Problem(Exception):
         body.update(self.extra)
         return body
 
-    def response(self) -> JSONResponse:
+    def response(self, type_base: str = "") -> JSONResponse:
         return JSONResponse(
-            self.body(), status_code=self.status, headers=self.headers, media_type=MEDIA_TYPE
+            self.body(type_base),
+            status_code=self.status,
+            headers=self.headers,
+            media_type=MEDIA_TYPE,
         )
 
 
@@ -110,9 +122,19 @@ def service_unavailable(service: str) -> Problem:
     )
 
 
+def set_type_base(app: FastAPI, public_url: str) -> None:
+    """Make this app's problem types point at its errors catalogue under `public_url`."""
+    app.state.problem_type_base = public_url.rstrip("/") + CATALOGUE_PATH
+
+
+def type_base(request: Request) -> str:
+    """The catalogue URL problems of this request's app name; "" when it has none."""
+    return str(getattr(request.app.state, "problem_type_base", ""))
+
+
 async def _problem_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)
-    return exc.response()
+    return exc.response(type_base(request))
 
 
 async def _http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -122,7 +144,7 @@ async def _http_exception_handler(request: Request, exc: Exception) -> JSONRespo
     if status == 404:
         detail = "not found"
     code = _CODES.get(status, "client_error" if status < 500 else "server_error")
-    return Problem(status, code, detail, headers=exc.headers).response()
+    return Problem(status, code, detail, headers=exc.headers).response(type_base(request))
 
 
 async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -136,13 +158,13 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
         errors.append(FieldError(name, f"{name}: {error.get('msg', 'is invalid')}"))
     if not errors:
         errors.append(FieldError("body", "the request is invalid"))
-    return invalid_parameters(errors).response()
+    return invalid_parameters(errors).response(type_base(request))
 
 
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises the exception after this answer, so the server logs
     # the traceback once; the client never sees it.
-    return Problem(500, "internal_error", "internal error").response()
+    return Problem(500, "internal_error", "internal error").response(type_base(request))
 
 
 def install(app: FastAPI) -> None:

@@ -1,4 +1,12 @@
-"""Billing endpoints: balance, usage, the public price list and estimates."""
+"""Billing endpoints: balance, usage, the price list, estimates and buying credits.
+
+Buying is Stripe Checkout, and the Stripe calls are billing_service's
+(billing_service/checkout.py): the gateway only forwards. The checkout call
+sends the buyer's account and pack, with return URLs to the console. The
+webhook is public (Stripe calls it) and its body is forwarded as the exact
+bytes received, with the `Stripe-Signature` header: the signature covers those
+bytes, so nothing here parses or re-encodes them first.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,11 @@ import grpc
 from fastapi import APIRouter, Query, Request, Security
 from fastapi.responses import JSONResponse
 
-from gateway import openapi, openapi_account
+from gateway import openapi, openapi_account, openapi_billing
 from gateway.auth import Authenticator, Principal
 from gateway.clients import RPC_TIMEOUT_S, Backends, rpc_problem
-from gateway.problems import FieldError, invalid_parameters, service_unavailable
-from gateway.validation import parse_json_object, read_body, validate_estimate
+from gateway.problems import FieldError, Problem, invalid_parameters, service_unavailable
+from gateway.validation import parse_json_object, read_body, validate, validate_estimate
 from lipsync.billing.v1 import billing_pb2
 from lipsync.inference.v1 import inference_pb2
 
@@ -23,6 +31,18 @@ _AUTH_ERRORS = {
     429: "rate limit exceeded; Retry-After says when to come back",
     503: "a backend service is unavailable; retry shortly",
 }
+# Where the buyer's browser comes back to; Stripe fills in {CHECKOUT_SESSION_ID}.
+CHECKOUT_SUCCESS_PATH = "/console?checkout=success&session_id={CHECKOUT_SESSION_ID}"
+CHECKOUT_CANCEL_PATH = "/console?checkout=canceled"
+# billing_service's details for these refusals (billing_service/servicer.py).
+PAYMENTS_DISABLED = "payments_disabled"
+INVALID_SIGNATURE = "invalid_signature"
+
+
+def payments_disabled() -> Problem:
+    return Problem(
+        503, PAYMENTS_DISABLED, "credit packs cannot be bought here: no payment provider is set up"
+    )
 
 
 def _entry_json(entry: billing_pb2.UsageEntry) -> dict[str, Any]:
@@ -41,9 +61,10 @@ def _entry_json(entry: billing_pb2.UsageEntry) -> dict[str, Any]:
 
 
 class BillingRoutes:
-    def __init__(self, backends: Backends, allow_private_urls: bool) -> None:
+    def __init__(self, backends: Backends, allow_private_urls: bool, public_url: str) -> None:
         self._backends = backends
         self._allow_private_urls = allow_private_urls
+        self._public_url = public_url.rstrip("/")
 
     async def balance(self, principal: Principal) -> JSONResponse:
         try:
@@ -102,6 +123,7 @@ class BillingRoutes:
                     for pack in prices.credit_packs
                 ],
                 "formula": prices.formula,
+                "checkout_enabled": prices.checkout_enabled,
             },
             headers={"Cache-Control": "public, max-age=60"},
         )
@@ -131,13 +153,65 @@ class BillingRoutes:
             raise rpc_problem("billing", error) from None
         return JSONResponse({"billed_seconds": quote.billed_seconds, "credits": quote.credits})
 
+    async def checkout(self, request: Request, principal: Principal) -> JSONResponse:
+        body = parse_json_object(await read_body(request))
+        pack = validate(openapi_billing.CheckoutCreate, body, allow_private_urls=False).pack
+        try:
+            started = await self._backends.billing.CreateCheckoutSession(
+                billing_pb2.CreateCheckoutSessionRequest(
+                    account_id=principal.account_id,
+                    pack=pack,
+                    success_url=self._public_url + CHECKOUT_SUCCESS_PATH,
+                    cancel_url=self._public_url + CHECKOUT_CANCEL_PATH,
+                ),
+                timeout=RPC_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise payments_disabled() from None
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise invalid_parameters(
+                    [FieldError("pack", error.details() or "pack is not a pack on sale")]
+                ) from None
+            raise rpc_problem("billing", error) from None
+        return JSONResponse(
+            {"checkout_url": started.checkout_url, "session_id": started.session_id},
+            headers={"Cache-Control": "no-store"},
+        )
 
-def router(backends: Backends, authenticator: Authenticator, allow_private_urls: bool) -> APIRouter:
-    handlers = BillingRoutes(backends, allow_private_urls)
+    async def stripe_webhook(self, request: Request) -> JSONResponse:
+        payload = await read_body(request)
+        try:
+            await self._backends.billing.HandleStripeWebhook(
+                billing_pb2.HandleStripeWebhookRequest(
+                    payload=payload, signature=request.headers.get("stripe-signature", "")
+                ),
+                timeout=RPC_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise Problem(
+                    400, INVALID_SIGNATURE, "the Stripe-Signature does not match the body"
+                ) from None
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise payments_disabled() from None
+            # A 5xx makes Stripe deliver the event again later, which is what we want.
+            raise rpc_problem("billing", error) from None
+        return JSONResponse({"received": True})
+
+
+def router(
+    backends: Backends,
+    authenticator: Authenticator,
+    allow_private_urls: bool,
+    public_url: str = "",
+) -> APIRouter:
+    handlers = BillingRoutes(backends, allow_private_urls, public_url)
     api = APIRouter(prefix="/api/v1", tags=["billing"])
     docs = openapi_account
     any_credential = Security(authenticator.any_credential)
     api_key = Security(authenticator.key_only)
+    session = Security(authenticator.session_only)
     limit_query = Query(50, ge=1, le=200, description="Entries per page.")
     cursor_query = Query("", max_length=200, description="`next_cursor` of the last page.")
 
@@ -192,5 +266,42 @@ def router(backends: Backends, authenticator: Authenticator, allow_private_urls:
     )
     async def estimate(request: Request, principal: Principal = api_key) -> JSONResponse:
         return await handlers.estimate(request)
+
+    @api.post(
+        "/billing/checkout",
+        name="create-checkout",
+        summary="Start buying a credit pack: a Stripe Checkout page for it (session token).",
+        response_model=openapi_billing.CheckoutStarted,
+        responses=openapi.problem_responses(
+            {
+                **_AUTH_ERRORS,
+                400: "the body is not JSON, or not an object",
+                403: "an API key was sent; this call needs a session token",
+                422: "pack is missing or names no pack of the price list",
+                503: "no payment provider is configured (`payments_disabled`), or a backend"
+                " is unavailable",
+            }
+        ),
+        openapi_extra=openapi_account.body(openapi_billing.CheckoutCreate),
+    )
+    async def checkout(request: Request, principal: Principal = session) -> JSONResponse:
+        return await handlers.checkout(request, principal)
+
+    @api.post(
+        "/billing/stripe-webhook",
+        name="stripe-webhook",
+        summary="Called by Stripe: a paid Checkout Session grants its pack once. Signed.",
+        response_model=openapi_billing.StripeWebhookReceived,
+        responses=openapi.problem_responses(
+            {
+                400: "the Stripe-Signature does not match the body (`invalid_signature`)",
+                413: "the body is over 64 KiB",
+                503: "payments are not configured, or billing is unavailable (Stripe retries)",
+            }
+        ),
+        openapi_extra=openapi_billing.stripe_webhook_request(),
+    )
+    async def stripe_webhook(request: Request) -> JSONResponse:
+        return await handlers.stripe_webhook(request)
 
     return api

@@ -1,14 +1,14 @@
-"""Liveness, readiness and the Prometheus exposition of the gateway."""
+"""Liveness and readiness of the gateway. Its /metrics is served on a port of its
+own (LIPSYNC_GATEWAY_METRICS_ADDR, gateway/__main__.py), never the API port."""
 
 from __future__ import annotations
 
 import asyncio
 
 import grpc
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from gateway import openapi
 from gateway.clients import SERVICE_NAMES, Backends
@@ -57,9 +57,5 @@ def router(backends: Backends) -> APIRouter:
                 extra={"services": services},
             )
         return JSONResponse({"status": "ok", "services": services})
-
-    @api.get("/metrics", summary="Prometheus metrics.", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return api

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.job_waiters import DEFAULT_MAX_WAITERS, DEFAULT_MAX_WAITERS_PER_ACCOUNT
 from lipsync_common.config import (
+    DEFAULT_GATEWAY_METRICS_ADDR,
     DEFAULT_HTTP_ADDR,
     DEFAULT_PUBLIC_URL,
     data_dir,
@@ -14,10 +16,12 @@ from lipsync_common.config import (
     env_float,
     env_int,
     env_str,
+    max_media_bytes,
     nats_url,
     service_addr,
 )
 from lipsync_common.signing import load_signing_key
+from lipsync_common.uploads import DEFAULT_TTL_S, upload_ttl_s, uploads_dir
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,14 @@ class GatewaySettings:
     # past them a request is answered without waiting (gateway/job_waiters.py).
     max_waiters: int = DEFAULT_MAX_WAITERS
     max_waiters_per_account: int = DEFAULT_MAX_WAITERS_PER_ACCOUNT
+    # Uploads (gateway/routes_uploads.py): their folder (None: `uploads` beside
+    # the results folder; with a bucket, only for files still arriving), how
+    # long they live, and the size cap of each kind, the workers' download limits.
+    uploads_dir: Path | None = None
+    upload_ttl_s: float = DEFAULT_TTL_S
+    upload_limits: Mapping[str, int] = field(default_factory=max_media_bytes)
+    # Prometheus /metrics, apart from the API so that the Ingress never exposes it.
+    metrics_addr: str = DEFAULT_GATEWAY_METRICS_ADDR
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -72,4 +84,11 @@ class GatewaySettings:
             max_waiters_per_account=max(
                 0, env_int("LIPSYNC_MAX_WAITERS_PER_ACCOUNT", DEFAULT_MAX_WAITERS_PER_ACCOUNT)
             ),
+            metrics_addr=env_str("LIPSYNC_GATEWAY_METRICS_ADDR", DEFAULT_GATEWAY_METRICS_ADDR),
+            uploads_dir=uploads_dir().resolve(),
+            upload_ttl_s=upload_ttl_s(),
+            upload_limits=max_media_bytes(),
         )
+
+    def uploads_folder(self) -> Path:
+        return self.uploads_dir or self.results_dir.parent / "uploads"

@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 
 from gateway.bodies import ALLOW_PRIVATE_URLS, ESTIMATE, INVALID, JOB_MODELS, EstimateBody
 from gateway.problems import FieldError, Problem, invalid_parameters
+from gateway.upload_owners import caller_upload_errors
 from lipsync.jobs.v1 import jobs_pb2
 from lipsync_common.job_spec import MODEL_CASES, MODEL_NAMES
 
@@ -240,7 +241,12 @@ def validate_job_request(
         model.request,
         body,
         allow_private_urls=allow_private_urls,
-        errors=[*idempotency_key_errors(idempotency_key), *header_errors],
+        # Another account's upload URL is refused here, with the other errors.
+        errors=[
+            *idempotency_key_errors(idempotency_key),
+            *header_errors,
+            *caller_upload_errors(body),
+        ],
     )
     return JobRequest(
         spec=job.formState.to_spec(),
@@ -252,5 +258,7 @@ def validate_job_request(
 
 def validate_estimate(body: Mapping[str, Any], *, allow_private_urls: bool) -> jobs_pb2.JobSpec:
     """The JobSpec an estimate body describes, else 422."""
-    estimate: EstimateBody = validate(ESTIMATE, body, allow_private_urls=allow_private_urls)
+    estimate: EstimateBody = validate(
+        ESTIMATE, body, allow_private_urls=allow_private_urls, errors=caller_upload_errors(body)
+    )
     return estimate.formState.to_spec()

@@ -20,7 +20,7 @@ from lipsync_common.grpc_server import run_grpc_service
 from lipsync_common.guarded_http import GuardedTransport
 from lipsync_common.jetstream import connect, ensure_streams
 from lipsync_common.logs import setup_logging
-from lipsync_common.results import ResultStore
+from lipsync_common.results import result_store
 
 
 async def main() -> None:
@@ -44,7 +44,7 @@ async def main() -> None:
         engine,
         billing_pb2_grpc.BillingServiceStub(channel),
         http,
-        ResultStore(settings.results_dir),
+        result_store(settings.results_dir),
     )
     worker = Worker(
         nc,

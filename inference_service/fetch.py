@@ -10,6 +10,10 @@ network.
 The HTTP client's timeout is per read, which a server trickling one byte at a
 time never trips; so each download also has a total deadline, over every hop
 from the first connect to the last byte.
+
+An upload of this platform (lipsync_common/uploads.py) is not downloaded at
+all: `copy_upload` reads it from the store, within the same size limits, so it
+needs no exception to the URL guard and cannot be used to reach anything else.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import httpx
 
 from inference_service.failures import JobFailure
 from lipsync_common.netguard import UnsafeURLError, parse_url
+from lipsync_common.storage import NotStored, ObjectStore
+from lipsync_common.uploads import file_key, read_upload
 
 MAX_REDIRECTS = 5
 CHUNK = 256 * 1024
@@ -94,3 +100,43 @@ async def _download(
 
 def _too_large(label: str, max_bytes: int) -> str:
     return f"{label} is larger than the limit of {max_bytes // (1024 * 1024)} MB"
+
+
+def copy_upload(
+    store: ObjectStore,
+    field: str,
+    upload_id: str,
+    dest: Path,
+    max_bytes: int,
+    account_id: str,
+    now: float | None = None,
+) -> int:
+    """Copy an upload of this platform to `dest` from the store, not over HTTP.
+
+    Blocking (a bucket is a network read): run it in a thread. The size limit of
+    the field applies as to a download; `account_id` empty (an estimate, whose
+    URLs the gateway checked) skips the owner check. Returns the byte count.
+    """
+    label = field.removeprefix("formState.")
+    upload = read_upload(store, upload_id, now)
+    if upload is None:
+        raise JobFailure(
+            f"{label} is an upload that has expired or was deleted; upload the file again"
+        )
+    if account_id and upload.account_id != account_id:
+        raise JobFailure(f"{label} is not an upload of this account")
+    if upload.size > max_bytes:
+        raise JobFailure(_too_large(label, max_bytes))
+    size = 0
+    try:
+        with store.open(file_key(upload_id)) as source, dest.open("wb") as out:
+            while chunk := source.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise JobFailure(_too_large(label, max_bytes))
+                out.write(chunk)
+    except NotStored:
+        raise JobFailure(
+            f"{label} is an upload that has expired or was deleted; upload the file again"
+        ) from None
+    return size

@@ -31,7 +31,7 @@ from inference_service.cancels import CancelFlag, JobCanceled
 from inference_service.engine import LipsyncEngine, RenderResult
 from inference_service.engine.render_loop import FrameCallback
 from inference_service.failures import JobFailure
-from inference_service.fetch import download
+from inference_service.fetch import copy_upload, download
 from inference_service.job_inputs import JobInputs, MediaInput, job_inputs, render_options
 from inference_service.media.errors import MediaError
 from inference_service.media.probe import probe_audio, probe_image, probe_video
@@ -39,7 +39,9 @@ from inference_service.progress import DOWNLOADED_PERCENT, STORED_PERCENT, Progr
 from inference_service.settings import WorkerSettings
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync.jobs.v1 import events_pb2, jobs_pb2
-from lipsync_common.results import ResultStore
+from lipsync_common.results import result_key
+from lipsync_common.storage import ObjectStore
+from lipsync_common.uploads import upload_id_in, upload_store
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +84,16 @@ class Pipeline:
         engine: LipsyncEngine,
         billing: billing_pb2_grpc.BillingServiceStub,
         http: httpx.AsyncClient,
-        store: ResultStore,
+        store: ObjectStore,
+        uploads: ObjectStore | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.billing = billing
         self.http = http
         self.store = store
+        # Inputs that are uploads are read from here (inference_service/fetch.py).
+        self.uploads = uploads if uploads is not None else upload_store(settings.uploads_folder())
         # The worker holds several jobs so that one slow download blocks no
         # other job, but renders queue for a slot, at most one per core.
         self._render_slots = asyncio.Semaphore(settings.render_slots)
@@ -143,7 +148,9 @@ class Pipeline:
             "video": limits.max_video_bytes,
         }[item.kind]
 
-    async def _fetch_all(self, media: list[MediaInput], work: Path) -> dict[str, Input]:
+    async def _fetch_all(
+        self, media: list[MediaInput], work: Path, account_id: str = ""
+    ) -> dict[str, Input]:
         inputs = {
             item.name: Input(
                 f"formState.{item.name}", item.url, work / item.name, self._max_bytes(item)
@@ -151,7 +158,7 @@ class Pipeline:
             for item in media
         }
         await asyncio.gather(
-            *(self._fetch(i.field, i.url, i.path, i.max_bytes) for i in inputs.values())
+            *(self._fetch(i.field, i.url, i.path, i.max_bytes, account_id) for i in inputs.values())
         )
         return inputs
 
@@ -187,7 +194,7 @@ class Pipeline:
     ) -> events_pb2.JobCompleted:
         clock = Stopwatch()
         progress.enter(jobs_pb2.JOB_STAGE_DOWNLOADING)
-        inputs = await cancel.race(self._fetch_all(list(plan.media), work))
+        inputs = await cancel.race(self._fetch_all(list(plan.media), work, request.account_id))
         progress.reach(DOWNLOADED_PERCENT)
         clock.lap("download")
         try:
@@ -222,9 +229,10 @@ class Pipeline:
         clock.lap("inference")
         cancel.check()
         progress.enter(jobs_pb2.JOB_STAGE_FINISHING)
-        output_key = self.store.put(request.job_id, out_path)
+        # A thread: to an S3 bucket this is a multipart upload over the network.
+        output_key = await asyncio.to_thread(self.store.put, result_key(request.job_id), out_path)
         if cancel.is_set():
-            self.discard(output_key)
+            await asyncio.to_thread(self.discard, output_key)
             raise JobCanceled
         progress.reach(STORED_PERCENT)
         clock.lap("store")
@@ -265,7 +273,15 @@ class Pipeline:
         options = render_options(request.spec, paths, on_frames)
         return plan.render(self.engine, paths, out_path, options)
 
-    async def _fetch(self, field_name: str, url: str, dest: Path, max_bytes: int) -> None:
+    async def _fetch(
+        self, field_name: str, url: str, dest: Path, max_bytes: int, account_id: str = ""
+    ) -> None:
+        upload_id = upload_id_in(url, self.settings.public_url)
+        if upload_id is not None:
+            await asyncio.to_thread(
+                copy_upload, self.uploads, field_name, upload_id, dest, max_bytes, account_id
+            )
+            return
         await download(
             self.http,
             field_name,

@@ -8,17 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lipsync_common.config import (
+    DEFAULT_PUBLIC_URL,
     ConfigError,
     data_dir,
     env_bool,
     env_float,
     env_int,
     env_str,
+    max_media_bytes,
     nats_url,
+    public_url,
     service_addr,
 )
-
-MB = 1024 * 1024
+from lipsync_common.uploads import uploads_dir
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,12 @@ class Limits:
 
     @classmethod
     def from_env(cls) -> Limits:
+        # The sizes are read as the gateway reads them for uploads.
+        sizes = max_media_bytes()
         return cls(
-            max_image_bytes=env_int("LIPSYNC_MAX_IMAGE_MB", 20) * MB,
-            max_audio_bytes=env_int("LIPSYNC_MAX_AUDIO_MB", 50) * MB,
-            max_video_bytes=env_int("LIPSYNC_MAX_VIDEO_MB", 500) * MB,
+            max_image_bytes=sizes["image"],
+            max_audio_bytes=sizes["audio"],
+            max_video_bytes=sizes["video"],
             max_image_side=env_int("LIPSYNC_MAX_IMAGE_SIDE", 8000),
             max_duration_s=env_float("LIPSYNC_MAX_DURATION_S", 600.0),
             download_timeout_s=env_float("LIPSYNC_DOWNLOAD_TIMEOUT_S", 120.0),
@@ -71,6 +75,10 @@ class WorkerSettings:
     # GIL), so a few side by side finish sooner in all; more than cores is waste.
     render_slots: int
     limits: Limits
+    # Upload URLs start with the public URL; their files are read from the
+    # uploads area (this folder, or the bucket), never over HTTP.
+    public_url: str = DEFAULT_PUBLIC_URL
+    uploads_dir: Path | None = None
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -90,7 +98,12 @@ class WorkerSettings:
             concurrency=concurrency,
             render_slots=_positive("LIPSYNC_RENDER_SLOTS", min(os.cpu_count() or 1, concurrency)),
             limits=Limits.from_env(),
+            public_url=public_url(),
+            uploads_dir=uploads_dir(),
         )
+
+    def uploads_folder(self) -> Path:
+        return self.uploads_dir or self.results_dir.parent / "uploads"
 
 
 def _positive(name: str, default: int) -> int:

@@ -23,6 +23,7 @@ Cancel and progress (`cancels.py`, `progress.py`):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -37,9 +38,8 @@ from lipsync.jobs.v1 import events_pb2, jobs_pb2
 from lipsync_common.consumer import Delivery, PullConsumer, Retry
 from lipsync_common.jetstream import (
     JOBS_STREAM,
-    TERMINAL_KINDS,
     EventRaced,
-    last_event,
+    job_history,
     publish_event,
     publish_event_after,
     worker_consumer_config,
@@ -121,22 +121,47 @@ class Worker:
             started=events_pb2.JobStarted(worker=self.name, attempt=attempt),
         )
         for _ in range(_START_TRIES):
-            seq, latest = await last_event(self.js, request.job_id)
-            kind = latest.WhichOneof("kind") if latest is not None else None
-            if kind in TERMINAL_KINDS:
+            history = await job_history(self.js, request.job_id)
+            if history.outcome is not None:
                 log.info(
                     "job already ended; acknowledged without running it",
-                    extra={"fields": {"outcome": kind, "attempt": attempt}},
+                    extra={
+                        "fields": {
+                            "outcome": history.outcome.WhichOneof("kind"),
+                            "attempt": attempt,
+                        }
+                    },
                 )
                 return False
             try:
-                # Conditional: had `canceled` landed first, a `started` after it would
-                # hide it from the look at the latest event (here and in `Cancels`).
-                await publish_event_after(self.js, started, seq)
+                # Conditional, so that a `canceled` stored since the look is seen.
+                await publish_event_after(self.js, started, history.last_seq)
             except EventRaced:
                 continue  # another event came in meanwhile: look again
             return True
         raise Retry(self.retry_delay_s * attempt)
+
+    async def _publish_completed(
+        self, request: events_pb2.JobRequested, completed: events_pb2.JobCompleted
+    ) -> bool:
+        """Publish `completed` unless the job ended meanwhile (a cancel); whether it was.
+
+        Conditional like `started`: a `completed` stored after a `canceled` would
+        change nothing (the first terminal event decides), but its output would be
+        left behind with no job pointing at it.
+        """
+        event = events_pb2.JobEvent(
+            job_id=request.job_id, account_id=request.account_id, completed=completed
+        )
+        while True:
+            history = await job_history(self.js, request.job_id)
+            if history.outcome is not None:
+                return False
+            try:
+                await publish_event_after(self.js, event, history.last_seq)
+            except EventRaced:
+                continue
+            return True
 
     async def _process(
         self,
@@ -159,11 +184,14 @@ class Worker:
             return
         # Checked right before publishing: a cancel heard after the render is honoured.
         if cancel.is_set():
-            self.pipeline.discard(completed.output_key)
+            await asyncio.to_thread(self.pipeline.discard, completed.output_key)
             self._log_canceled(cancel, progress)
             return
         await reporter.publish()
-        await self._publish(request, completed=completed)
+        if not await self._publish_completed(request, completed):
+            await asyncio.to_thread(self.pipeline.discard, completed.output_key)
+            self._log_canceled(cancel, progress)
+            return
         log.info(
             "job completed",
             extra={"fields": {"execution_ms": completed.execution_time_ms}},

@@ -29,8 +29,9 @@ from lipsync_common.config import ServerSettings, service_addr
 from lipsync_common.grpc_server import run_grpc_service
 from lipsync_common.jetstream import connect, ensure_streams
 from lipsync_common.logs import setup_logging
-from lipsync_common.results import ResultStore
+from lipsync_common.results import result_store
 from lipsync_common.signing import load_signing_key
+from lipsync_common.uploads import UploadSweep, upload_store, upload_ttl_s, uploads_dir
 
 log = logging.getLogger("job_service")
 
@@ -64,7 +65,7 @@ async def main() -> None:
     endings = Endings(nc, progress, webhooks)
     retention = Retention(
         store,
-        ResultStore(settings.results_dir),
+        result_store(settings.results_dir),
         ttl_s=settings.result_ttl_s,
         interval_s=settings.retention_interval_s,
     )
@@ -83,6 +84,9 @@ async def main() -> None:
         ),
     )
     consumer = EventConsumer(js, store, on_finished=endings.ended)
+    # Expired uploads are deleted here, beside the results' retention: one sweeper
+    # per deployment that already owns storage lifecycle (lipsync_common/uploads.py).
+    upload_sweep = UploadSweep(upload_store(uploads_dir()), upload_ttl_s())
     reaper = Reaper(js)
 
     async def start() -> None:
@@ -92,10 +96,13 @@ async def main() -> None:
         await reaper.start()
         webhooks.start()
         outbox.start()
+        await retention.expire_objects()
         retention.start()
+        await upload_sweep.start()
 
     async def stop() -> None:
         await retention.stop()
+        await upload_sweep.stop()
         await outbox.stop()
         await consumer.stop()
         await reaper.stop()

@@ -5,10 +5,10 @@ job_service and billing_service both read that stream in order and both keep
 the first terminal event of a job, ignoring the rest. A cancel therefore does
 not just write `canceled` into the database (a worker's `completed` may
 already be in the stream, and billing would charge a job that reads
-canceled). It publishes a `canceled` event conditionally on the job's last
-event, and only while that last event is not terminal: the publish succeeds
-only if nothing arrived in the subject since it was read, and is retried
-otherwise. Once it is stored, `canceled` is the job's outcome for every
+canceled). It reads the job's events, and only while none is terminal
+publishes `canceled` conditionally on the job's last sequence: the publish
+succeeds only if nothing arrived in the subject since it was read, and is
+retried otherwise. Once it is stored, `canceled` is the job's outcome for every
 reader, so the database is moved to it at once (the answer to the customer
 reads `canceled`) and billing releases whatever was reserved when it reads
 the event. A worker's later `completed` is ignored by both.
@@ -31,7 +31,7 @@ from job_service.metrics import JOBS_FINISHED
 from job_service.store import JobRow, JobStore
 from lipsync.jobs.v1 import events_pb2
 from lipsync_common import notices
-from lipsync_common.jetstream import TERMINAL_KINDS, EventRaced, last_event, publish_event_after
+from lipsync_common.jetstream import EventRaced, job_history, publish_event_after
 from lipsync_common.job_spec import STATUS_NAMES
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,10 @@ class Canceler:
         caller answers UNAVAILABLE: nothing was canceled).
         """
         for _ in range(MAX_TRIES):
-            seq, last = await last_event(self._js, row.id)
-            if last is not None and last.WhichOneof("kind") in TERMINAL_KINDS:
-                ended = await self._apply(row, last)
-                if last.WhichOneof("kind") == "canceled":
+            history = await job_history(self._js, row.id)
+            if history.outcome is not None:
+                ended = await self._apply(row, history.outcome)
+                if history.outcome.WhichOneof("kind") == "canceled":
                     # An earlier cancel stored its event and stopped before the database.
                     return ended
                 raise JobAlreadyEnded(ended)
@@ -82,7 +82,7 @@ class Canceler:
                 canceled=events_pb2.JobCanceled(by=by),
             )
             try:
-                await publish_event_after(self._js, event, seq)
+                await publish_event_after(self._js, event, history.last_seq)
             except EventRaced:
                 continue
             ended = await self._apply(row, event)

@@ -2,9 +2,11 @@
 
 An output's signed URL expires `result_ttl_s` after the job finished
 (representation.py stops handing it out at that moment); this sweep then
-removes the file itself, every `interval_s`, in batches, oldest first, and
+removes the object itself, every `interval_s`, in batches, oldest first, and
 marks the job so it is not looked at again. Every replica may sweep: removing
-a file twice is harmless.
+an object twice is harmless. In a bucket, a lifecycle rule set at start-up
+(`expire_objects`) also drops old objects, but the sweep is the guarantee: a
+server may have no lifecycle support, and the rule counts whole days.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import time
 
 from job_service.store import JobStore
-from lipsync_common.results import ResultStore
+from lipsync_common.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +26,24 @@ BATCH = 500
 
 class Retention:
     def __init__(
-        self, store: JobStore, results: ResultStore, ttl_s: float, interval_s: float = 60.0
+        self, store: JobStore, results: ObjectStore, ttl_s: float, interval_s: float = 60.0
     ) -> None:
         self.store = store
         self.results = results
         self.ttl_s = ttl_s
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+
+    async def expire_objects(self) -> bool:
+        """Ask the store to expire objects by itself; False where it cannot.
+
+        Never fatal: the sweep removes old objects all the same, so a bucket
+        unreachable at start-up must not keep job_service from starting."""
+        try:
+            return await asyncio.to_thread(self.results.expire_after, self.ttl_s)
+        except Exception:
+            log.exception("object expiry not set; the retention sweep removes old outputs")
+            return False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -76,7 +89,8 @@ class Retention:
         for key in keys:
             try:
                 self.results.delete(key)
-            except (OSError, ValueError):
+            # Whatever the store raises (a disk error, a bucket's), the key stays due.
+            except Exception:
                 log.exception("output not removed", extra={"fields": {"key": key}})
                 failed.add(key)
         return failed

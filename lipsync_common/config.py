@@ -14,6 +14,9 @@ from pathlib import Path
 # from the well-known ones so that `make run` never collides with a system
 # NATS on 4222 or another gRPC server on 50051.
 DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
+# The gateway's /metrics, on a port of its own so that the API port (the one an
+# Ingress exposes) never serves it.
+DEFAULT_GATEWAY_METRICS_ADDR = "127.0.0.1:9150"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 DEFAULT_EMBEDDED_NATS_PORT = 14222
 DEFAULT_SERVICE_ADDRS = {
@@ -77,6 +80,29 @@ def data_dir() -> Path:
     return path
 
 
+def public_url() -> str:
+    """`LIPSYNC_PUBLIC_URL`: where clients reach the gateway, without a trailing `/`.
+
+    Upload URLs start with it, so the gateway and the workers both read it here."""
+    return env_str("LIPSYNC_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/")
+
+
+MB = 1024 * 1024
+
+
+def max_media_bytes() -> dict[str, int]:
+    """The size limit of each kind of input (`image`, `audio`, `video`), in bytes.
+
+    One reading of `LIPSYNC_MAX_IMAGE_MB`, `LIPSYNC_MAX_AUDIO_MB` and
+    `LIPSYNC_MAX_VIDEO_MB` for the workers' downloads and the gateway's uploads,
+    so an uploaded file is never refused later by the worker for its size."""
+    return {
+        "image": env_int("LIPSYNC_MAX_IMAGE_MB", 20) * MB,
+        "audio": env_int("LIPSYNC_MAX_AUDIO_MB", 50) * MB,
+        "video": env_int("LIPSYNC_MAX_VIDEO_MB", 500) * MB,
+    }
+
+
 def nats_url() -> str:
     """`LIPSYNC_NATS_URL`, or the embedded server that `make run` starts."""
     port = env_int("LIPSYNC_EMBEDDED_NATS_PORT", DEFAULT_EMBEDDED_NATS_PORT)
@@ -120,3 +146,45 @@ def split_host_port(addr: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ConfigError(f"address must be HOST:PORT, not {addr!r}")
     return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where results and uploads are stored (lipsync_common/storage.py).
+
+    `LIPSYNC_STORAGE_URL` unset: files under the data directory. `s3://bucket/prefix`:
+    that bucket, at `LIPSYNC_S3_ENDPOINT_URL` (unset: AWS itself), in `AWS_REGION`;
+    the credentials are boto3's usual chain (`AWS_ACCESS_KEY_ID` and
+    `AWS_SECRET_ACCESS_KEY`, or the pod's role), never read here.
+    `LIPSYNC_S3_PUBLIC_ENDPOINT_URL` is the same store as clients reach it, for
+    presigned URLs, where the services use an address that only the cluster
+    resolves (`http://seaweedfs:8333`); unset, the endpoint itself.
+    """
+
+    bucket: str | None = None
+    # "" or ends with "/": the areas (results/, uploads/) lie under it.
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    public_endpoint_url: str | None = None
+
+    @classmethod
+    def from_env(cls) -> StorageSettings:
+        url = env_str("LIPSYNC_STORAGE_URL", "")
+        region = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
+        endpoint = env_str("LIPSYNC_S3_ENDPOINT_URL", "") or None
+        public = env_str("LIPSYNC_S3_PUBLIC_ENDPOINT_URL", "") or None
+        if not url:
+            return cls(region=region, endpoint_url=endpoint, public_endpoint_url=public)
+        scheme, sep, rest = url.partition("://")
+        bucket, _, prefix = rest.partition("/")
+        if scheme != "s3" or not sep or not bucket:
+            raise ConfigError(f"LIPSYNC_STORAGE_URL must be s3://bucket[/prefix], not {url!r}")
+        prefix = prefix.strip("/")
+        return cls(
+            bucket=bucket,
+            prefix=f"{prefix}/" if prefix else "",
+            endpoint_url=endpoint,
+            region=region,
+            public_endpoint_url=public,
+        )

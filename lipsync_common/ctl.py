@@ -1,8 +1,16 @@
-"""`lipsyncctl`: the operator's command line for accounts, API keys and credits.
+"""`lipsyncctl`: the operator's command line for accounts, keys, credits and jobs.
 
 Every command prints one JSON object on stdout. A failure prints
-`{"error": ..., "code": ...}` on stderr and exits with status 1. The services
-are reached at `LIPSYNC_AUTH_ADDR` and `LIPSYNC_BILLING_ADDR`.
+`{"error": ..., "code": ...}` on stderr and exits with status 1; `code` is the
+gRPC status in lower case (`not_found`, `failed_precondition`, ...) or `usage`.
+The services are reached at `LIPSYNC_AUTH_ADDR`, `LIPSYNC_BILLING_ADDR` and
+`LIPSYNC_JOBS_ADDR`.
+
+The job commands act as an operator, on any account's job (`any_account`):
+only `jobs list` names an account, since a listing without one would mix
+every customer's jobs. Jobs print as the public job object of API.md plus
+`account_id`, and webhook attempts as `GET .../webhook-deliveries` shows
+them, so what an operator reads is what the customer reads.
 """
 
 from __future__ import annotations
@@ -18,7 +26,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from lipsync.auth.v1 import auth_pb2, auth_pb2_grpc
 from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
+from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from lipsync_common.config import service_addr
+from lipsync_common.job_spec import MODEL_NAMES, STATUSES_BY_NAME
+from lipsync_common.jobjson import job_to_json
 
 RPC_TIMEOUT_S = 10.0
 _WALLETS = {"api": billing_pb2.WALLET_API, "user": billing_pb2.WALLET_USER}
@@ -176,6 +187,83 @@ def credits_history(args: argparse.Namespace, channel: grpc.Channel) -> dict[str
     }
 
 
+def _jobs(channel: grpc.Channel) -> jobs_pb2_grpc.JobServiceStub:
+    return jobs_pb2_grpc.JobServiceStub(channel)
+
+
+def _job(job: jobs_pb2.Job) -> dict[str, Any]:
+    return {**job_to_json(job), "account_id": job.account_id}
+
+
+def _ref(job_id: str) -> jobs_pb2.JobRef:
+    return jobs_pb2.JobRef(job_id=job_id, any_account=True)
+
+
+def _stamp(stamp: Timestamp, present: bool) -> str | None:
+    # The REST form (RFC 3339, `Z`), as the job object's own times are written.
+    return stamp.ToJsonString() if present else None
+
+
+def jobs_list(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _jobs(channel).ListJobs(
+        jobs_pb2.ListJobsRequest(
+            account_id=args.account,
+            status=jobs_pb2.JobStatus.ValueType(STATUSES_BY_NAME.get(args.status or "", 0)),
+            model=args.model or "",
+            limit=args.limit,
+            cursor=args.cursor,
+        ),
+        timeout=RPC_TIMEOUT_S,
+    )
+    return {
+        "data": [_job(job) for job in response.jobs],
+        "next_cursor": response.next_cursor or None,
+    }
+
+
+def jobs_get(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _jobs(channel).GetJob(
+        jobs_pb2.GetJobRequest(job_id=args.job, any_account=True), timeout=RPC_TIMEOUT_S
+    )
+    return _job(response.job)
+
+
+def jobs_cancel(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _jobs(channel).CancelJob(
+        jobs_pb2.CancelJobRequest(job=_ref(args.job)), timeout=RPC_TIMEOUT_S
+    )
+    return _job(response.job)
+
+
+def webhooks_deliveries(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    response = _jobs(channel).ListWebhookDeliveries(
+        jobs_pb2.ListWebhookDeliveriesRequest(job=_ref(args.job)), timeout=RPC_TIMEOUT_S
+    )
+    return {
+        "data": [
+            {
+                "attempt": attempt.attempt,
+                "at": _stamp(attempt.at, attempt.HasField("at")),
+                "statusCode": attempt.status_code if attempt.HasField("status_code") else None,
+                "latencyMs": attempt.latency_ms if attempt.HasField("latency_ms") else None,
+                "error": attempt.error,
+                "nextAttemptAt": _stamp(
+                    attempt.next_attempt_at, attempt.HasField("next_attempt_at")
+                ),
+            }
+            for attempt in response.deliveries
+        ],
+        "delivered": response.delivered,
+    }
+
+
+def webhooks_redeliver(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
+    _jobs(channel).RedeliverWebhook(
+        jobs_pb2.RedeliverWebhookRequest(job=_ref(args.job)), timeout=RPC_TIMEOUT_S
+    )
+    return {"job_id": args.job, "redelivering": True}
+
+
 Command = Callable[[argparse.Namespace, grpc.Channel], dict[str, Any]]
 
 
@@ -228,12 +316,48 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--account", required=True, help="account id")
     sub.add_argument("--limit", type=int, default=50, help="entries per page (max 200)")
     sub.add_argument("--cursor", default="", help="next_cursor of the last page")
+
+    job = groups.add_parser("jobs", help="jobs of any account").add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
+    sub = command(job, "list", "jobs", jobs_list, "an account's jobs, newest first")
+    sub.add_argument("--account", required=True, help="account id")
+    sub.add_argument("--status", choices=sorted(STATUSES_BY_NAME), help="only jobs in this state")
+    sub.add_argument("--model", choices=MODEL_NAMES, help="only jobs of this model")
+    sub.add_argument("--limit", type=int, default=20, help="jobs per page (1 to 100)")
+    sub.add_argument("--cursor", default="", help="next_cursor of the last page")
+    sub = command(job, "get", "jobs", jobs_get, "show a job")
+    sub.add_argument("job", help="job id")
+    sub = command(job, "cancel", "jobs", jobs_cancel, "cancel a job in processing; nothing charged")
+    sub.add_argument("job", help="job id")
+
+    webhook = groups.add_parser("webhooks", help="webhook deliveries").add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
+    sub = command(
+        webhook, "deliveries", "jobs", webhooks_deliveries, "a job's attempts, oldest first"
+    )
+    sub.add_argument("job", help="job id")
+    sub = command(
+        webhook, "redeliver", "jobs", webhooks_redeliver, "send an ended job's webhook again now"
+    )
+    sub.add_argument("job", help="job id")
     return parser
 
 
 def _fail(error: str, code: str) -> int:
     print(json.dumps({"error": error, "code": code}), file=sys.stderr)
     return 1
+
+
+def _message(args: argparse.Namespace, exc: grpc.RpcError) -> str:
+    """A readable message for a failed call."""
+    # job_service's NOT_FOUND details say nothing more than this (a job of
+    # another account reads the same as a missing one to customers), and a
+    # FAILED_PRECONDITION's details are the contract's word (`job_finished`).
+    if args.service == "jobs" and exc.code() == grpc.StatusCode.NOT_FOUND:
+        return "job not found"
+    return exc.details() or str(exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         with grpc.insecure_channel(service_addr(args.service)) as channel:
             result = args.run(args, channel)
     except grpc.RpcError as exc:
-        return _fail(exc.details() or str(exc), exc.code().name.lower())
+        return _fail(_message(args, exc), exc.code().name.lower())
     print(json.dumps(result))
     return 0
 

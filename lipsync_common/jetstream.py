@@ -22,6 +22,7 @@ the `PullConsumer` (lipsync_common/consumer.py) that reads it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
@@ -115,31 +116,52 @@ class EventRaced(Exception):
     """Another event of the job was stored after the sequence a publish expected."""
 
 
-async def last_event(js: JetStreamContext, job_id: str) -> tuple[int, events_pb2.JobEvent | None]:
-    """The stream sequence and payload of the job's latest event; (0, None) when it has none."""
-    try:
-        stored = await js.get_last_msg(EVENTS_STREAM, events_subject(job_id))
-    except NotFoundError:
-        return 0, None
-    return stored.seq or 0, events_pb2.JobEvent.FromString(stored.data or b"")
+@dataclass(frozen=True)
+class JobHistory:
+    """What the events stream holds of one job."""
+
+    # The stream sequence of the job's latest event; 0 when it has none. A
+    # conditional publish (`publish_event_after`) expects it.
+    last_seq: int
+    # The job's first terminal event: its outcome, for every reader. None while
+    # the job is open.
+    outcome: events_pb2.JobEvent | None
+
+
+async def job_history(js: JetStreamContext, job_id: str) -> JobHistory:
+    """Read the job's events in order (a job has a handful) for its outcome and last sequence.
+
+    The latest event alone is not enough: an event published again after the
+    job's end (a redelivered worker's `started`, a replayed message) would hide
+    that end.
+    """
+    subject = events_subject(job_id)
+    seq, last_seq = 1, 0
+    outcome: events_pb2.JobEvent | None = None
+    while True:
+        try:
+            stored = await js.get_msg(EVENTS_STREAM, seq=seq, subject=subject, next=True)
+        except NotFoundError:
+            return JobHistory(last_seq, outcome)
+        last_seq = stored.seq or seq
+        if outcome is None:
+            event = events_pb2.JobEvent.FromString(stored.data or b"")
+            if event.WhichOneof("kind") in TERMINAL_KINDS:
+                outcome = event
+        seq = last_seq + 1
 
 
 async def ended_event(js: JetStreamContext, job_id: str) -> events_pb2.JobEvent | None:
-    """The job's terminal event if its latest one is terminal, else None.
-
-    A terminal event is the last a job gets (nothing is published after it but
-    repeats), so looking at the latest one is enough.
-    """
-    _, event = await last_event(js, job_id)
-    if event is not None and event.WhichOneof("kind") in TERMINAL_KINDS:
-        return event
-    return None
+    """The job's outcome (its first terminal event), or None while it is open."""
+    return (await job_history(js, job_id)).outcome
 
 
 async def publish_event_after(
     js: JetStreamContext, event: events_pb2.JobEvent, expected_seq: int
 ) -> None:
     """Publish `event` only if the job's latest event is still at `expected_seq` (0: none).
+
+    `expected_seq` comes from `job_history`, read just before.
 
     Raises EventRaced otherwise. This is how job_service publishes `canceled`
     without ever landing it behind a worker's `completed`.

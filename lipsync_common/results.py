@@ -1,22 +1,26 @@
-"""Result files: written under the results directory, served by the gateway.
+"""Result files: the `results` area of the object store (lipsync_common/storage.py).
 
-The inference workers put each finished MP4 here; job_service deletes it when
-the customer deletes the job or its retention ends. The object key is what
-job records store; in a cluster the same key names an object in an
-S3-compatible bucket.
+The inference workers put each finished MP4 under `result_key(job_id)`; job
+records store that key; job_service deletes the object when the customer
+deletes the job or its retention ends; the gateway serves it behind a signed
+URL (gateway/routes_files.py), from the folder or by redirecting to the bucket.
+On one machine the area is the folder `results_dir()`; with
+`LIPSYNC_STORAGE_URL=s3://bucket/prefix` it is `prefix/results/` in the bucket,
+and no folder is shared between the gateway and the workers.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 from pathlib import Path
 
 from lipsync_common.config import data_dir, env_str
+from lipsync_common.local_store import LocalStore
+from lipsync_common.storage import ObjectStore, open_store
 
-# Object keys are flat file names: no separators, so no way out of the folder.
-_OBJECT_KEY = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$")
+AREA = "results"
+
+# The results folder of one machine; tests build it directly.
+ResultStore = LocalStore
 
 
 def results_dir() -> Path:
@@ -24,26 +28,11 @@ def results_dir() -> Path:
     return Path(env_str("LIPSYNC_RESULTS_DIR", str(data_dir() / "results")))
 
 
-class ResultStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+def result_key(job_id: str) -> str:
+    """The object key of a job's output: a flat name, as `/files/{key}` needs."""
+    return f"{job_id}.mp4"
 
-    def put(self, job_id: str, source: Path) -> str:
-        """Move a finished MP4 into the store atomically; returns its key."""
-        key = f"{job_id}.mp4"
-        partial = self.root / f".{key}.partial"
-        shutil.move(source, partial)
-        os.replace(partial, self.root / key)
-        return key
 
-    def delete(self, key: str) -> bool:
-        """Remove the object `key`; False when there was none. Refuses a key that is
-        not a plain name, so that no record can point outside the store."""
-        if not _OBJECT_KEY.fullmatch(key) or ".." in key:
-            raise ValueError(f"not an object key: {key!r}")
-        try:
-            (self.root / key).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+def result_store(local_dir: Path) -> ObjectStore:
+    """The results area: `local_dir`, or the bucket of `LIPSYNC_STORAGE_URL`."""
+    return open_store(AREA, local_dir)

@@ -7,7 +7,13 @@ and writes to ``bench-report/``:
 * ``quality.json``: every figure, per render, with the verdict of each rule;
 * ``strip-<mode>.png``: sampled frames around the face(s) with the audio
   envelope and the measured mouth opening plotted under them;
-* ``QUALITY.md``: a short report with the tables and the strips.
+* ``QUALITY.md``: a short report with the tables and the strips;
+* the articulation report (``tests.quality.articulation``): sentences spoken by
+  espeak-ng (English and Korean) with its phoneme timings as ground truth, the
+  share of m/b/p on which the lips close, of open vowels on which they open, and
+  rounded against spread mouth width, for the engine and for the loudness-only
+  drive it replaced, with ``strip-articulation-<voice>.png``. Skipped when
+  libespeak-ng is not installed (``apt-get install espeak-ng``).
 
 Part of ``make bench``; it takes a few minutes on two cores.
 """
@@ -27,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from inference_service.engine import LipsyncEngine
-from tests.quality import rules, scenarios, strips
+from inference_service.engine.animator import BuiltinAnimator
+from tests.quality import articulation, rules, scenarios, speech, strips
 from tests.quality.scenarios import ModeQuality
 
 HEIGHTS = (480, 720)
@@ -153,6 +160,102 @@ def write_strips(runs: list[Run], out: Path) -> dict[str, str]:
     return written
 
 
+@dataclass
+class Articulation:
+    engine: list[articulation.LanguageFigures]
+    loudness_only: list[articulation.LanguageFigures]
+    strips: dict[str, str]
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "targets": {
+                "closure_share_min": articulation.CLOSURE_MIN,
+                "opening_share_min": articulation.OPENING_MIN,
+                "round_ratio_max": articulation.ROUND_MAX_RATIO,
+            },
+            "sentences": articulation.SENTENCES,
+            "engine": [f.summary() for f in self.engine],
+            "loudness_only": [f.summary() for f in self.loudness_only],
+            "verdicts": [
+                {"rule": rule, "figure": figure, "passed": passed}
+                for f in self.engine
+                for rule, figure, passed in f.verdicts()
+            ],
+            "strips": self.strips,
+        }
+
+    def failed(self) -> list[str]:
+        return [
+            f"articulation: {rule} ({figure})"
+            for f in self.engine
+            for rule, figure, passed in f.verdicts()
+            if not passed
+        ]
+
+
+def measure_articulation(engine: LipsyncEngine, out: Path, height: int) -> Articulation | None:
+    if not speech.available():
+        print("articulation skipped: libespeak-ng is not installed", flush=True)
+        return None
+    started = time.perf_counter()
+    figures, rendered = articulation.measure(engine, height=height)
+    baseline_engine = LipsyncEngine(animator=BuiltinAnimator(phonemes=False))
+    baseline_engine.setup()
+    baseline, _ = articulation.measure(baseline_engine, height=height)
+    written = {}
+    for voice, sentences in rendered.items():
+        name = f"strip-articulation-{voice}.png"
+        articulation.write_strip(sentences, out / name)
+        written[voice] = name
+    print(f"articulation {height}p: {time.perf_counter() - started:.1f} s", flush=True)
+    return Articulation(figures, baseline, written)
+
+
+def articulation_markdown(result: Articulation | None) -> list[str]:
+    if result is None:
+        return ["", "## Articulation", "", "Skipped: libespeak-ng is not installed."]
+    lines = [
+        "",
+        "## Articulation",
+        "",
+        "Image mode, the astronaut portrait (her rest mouth is an open smile), 480p, idle"
+        " motion off; four sentences per language spoken by espeak-ng, whose phoneme events"
+        " are the ground truth (`tests/quality/articulation.py` has the method and the"
+        " sentences). *closed*: the lip gap on one of a bilabial's frames at most the"
+        f" render's closed level + {articulation.CLOSED_TOLERANCE} x its speaking span;"
+        f" *open*: an open vowel's widest frame at least closed + {articulation.OPEN_MIN}"
+        " x span; *rounded/spread*: mean mouth width (corners 61/291) over rounded vowels'"
+        " frames over that of spread vowels'. Targets: closures >="
+        f" {articulation.CLOSURE_MIN:.0%}, openings >= {articulation.OPENING_MIN:.0%},"
+        f" rounded/spread <= {articulation.ROUND_MAX_RATIO}. *Loudness only* is the drive"
+        " before phonemes (`BuiltinAnimator(phonemes=False)`).",
+        "",
+        "| voice | drive | closures m/b/p | openings | rounded/spread width |"
+        " sync r per sentence | speed x |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, figures in (("phonemes", result.engine), ("loudness only", result.loudness_only)):
+        for f in figures:
+            lines.append(
+                f"| {f.voice} | {label} | {f.closed}/{f.bilabials} ({f.closure_share:.0%}) |"
+                f" {f.opened}/{f.opens} ({f.opening_share:.0%}) | {f.round_ratio:.3f} |"
+                f" {', '.join(f'{r:.2f}' for r in f.sync_r)} | {f.speed:.1f} |"
+            )
+    lines += [
+        "",
+        "Sync r here is of espeak-ng's sentences: a mouth that shuts on every m/b/p and opens"
+        " an ee less than an ah follows the loudness less closely by design; the sync rule"
+        " applies to the renders above.",
+        "",
+        "Strips: one tile per classified phoneme (B: m/b/p, its most closed frame; O: open"
+        " vowel, its widest; R: rounded; S: spread).",
+        "",
+    ]
+    for voice, name in result.strips.items():
+        lines += [f"### {voice}", "", f"![articulation {voice}]({name})", ""]
+    return lines
+
+
 def markdown(runs: list[Run], extra: dict[str, Any] | None, strip_files: dict[str, str]) -> str:
     lines = [
         "# Lip-sync quality",
@@ -229,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-report", help="output folder")
     parser.add_argument("--heights", default="480,720", help="output heights, comma separated")
     parser.add_argument("--no-robustness", action="store_true", help="skip the extra voices")
+    parser.add_argument(
+        "--no-articulation", action="store_true", help="skip the espeak-ng articulation report"
+    )
     args = parser.parse_args(argv)
     heights = tuple(int(h) for h in args.heights.split(","))
     out = Path(args.out)
@@ -239,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         runs = collect(engine, work, heights)
         extra = None if args.no_robustness else robustness(engine, work)
+    spoken = None if args.no_articulation else measure_articulation(engine, out, 480)
     strip_files = write_strips(runs, out) if STRIP_HEIGHT in heights else {}
     report = {
         "rules": {
@@ -251,16 +358,20 @@ def main(argv: list[str] | None = None) -> int:
         "renders": [run.record() for run in runs],
         "robustness": extra,
         "strips": strip_files,
+        "articulation": spoken.record() if spoken is not None else None,
     }
     (out / "quality.json").write_text(json.dumps(report, indent=2))
-    (out / "QUALITY.md").write_text(markdown(runs, extra, strip_files))
+    report_md = markdown(runs, extra, strip_files)
+    if not args.no_articulation:
+        report_md += "\n".join(articulation_markdown(spoken)) + "\n"
+    (out / "QUALITY.md").write_text(report_md)
     failed_rules = [
         f"{run.name} {run.height}p: {v.rule} ({v.figure})"
         for run in runs
         if run.quality is not None
         for v in rules.verdicts(run.quality, check_psnr=run.check_psnr)
         if not v.passed
-    ]
+    ] + (spoken.failed() if spoken is not None else [])
     print(f"wrote {out / 'quality.json'}, {out / 'QUALITY.md'} and {len(strip_files)} strips")
     print("failed rules:" if failed_rules else "all rules pass", *failed_rules, sep="\n  ")
     return 0

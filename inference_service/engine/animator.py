@@ -13,6 +13,7 @@ that one job's audio and frames make (mouth shapes, mel features, rigs).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,12 +22,19 @@ import numpy as np
 import numpy.typing as npt
 
 from inference_service.engine.mouth_curve import mouth_openness, mouth_roundness
-from inference_service.engine.mouth_rig import MouthRig
+from inference_service.engine.mouth_rig import PUCKER, MouthRig
+from inference_service.engine.phonemes import PhonemeRecognizer, PhonemesUnavailable
+from inference_service.engine.visemes import MouthTargets, mouth_targets
+
+_log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
 
 ANALYSIS_RATE = 16000
+# The spectral rounding (no phonemes) is a guess from the band ratio, not a heard vowel: it
+# keeps the pucker it had before the rig's pucker grew for phoneme-driven vowels.
+SPECTRAL_ROUNDING = 0.22 / PUCKER
 
 
 @dataclass(frozen=True)
@@ -67,27 +75,75 @@ class Animator(Protocol):
 
 @dataclass(frozen=True)
 class MouthShape:
+    """Per output frame: jaw opening [0, 1], lip rounding [-1, 1] (negative: spread), lip
+    closure [0, 1] (a bilabial) and upper teeth on the lower lip [0, 1] (an f or v)."""
+
     openness: FloatArray
     roundness: FloatArray
+    closure: FloatArray
+    teeth: FloatArray
 
 
-def mouth_shapes(tracks: Sequence[FloatArray], fps: float, frames: int) -> list[MouthShape]:
+def mouth_shapes(
+    tracks: Sequence[FloatArray],
+    fps: float,
+    frames: int,
+    phonemes: PhonemeRecognizer | None = None,
+) -> list[MouthShape]:
+    """Each track's mouth: the loudness opens the jaw; with ``phonemes``, the visemes of what
+    is said shape it (``visemes.py``), blended back to loudness alone where the model is
+    unsure."""
     shapes = []
     for samples in tracks:
-        openness = mouth_openness(samples, ANALYSIS_RATE, fps, frames)
-        roundness = mouth_roundness(samples, ANALYSIS_RATE, fps, openness)
-        shapes.append(MouthShape(openness, roundness))
+        loud = mouth_openness(samples, ANALYSIS_RATE, fps, frames)
+        targets = _targets(phonemes, samples, fps, frames) if loud.any() else None
+        if targets is None:
+            roundness = SPECTRAL_ROUNDING * mouth_roundness(samples, ANALYSIS_RATE, fps, loud)
+            none = np.zeros(frames, np.float32)
+            shapes.append(MouthShape(loud, roundness, none, none))
+            continue
+        openness = mouth_openness(samples, ANALYSIS_RATE, fps, frames, jaw=targets.jaw)
+        spectral = mouth_roundness(samples, ANALYSIS_RATE, fps, openness)
+        roundness = targets.round + (1.0 - targets.confidence) * SPECTRAL_ROUNDING * spectral
+        # However loud the sound around it, a bilabial shuts the lips.
+        openness = openness * (1.0 - targets.closure)
+        shapes.append(
+            MouthShape(
+                openness.astype(np.float32),
+                roundness.astype(np.float32),
+                targets.closure,
+                targets.teeth,
+            )
+        )
     return shapes
 
 
+def _targets(
+    phonemes: PhonemeRecognizer | None, samples: FloatArray, fps: float, frames: int
+) -> MouthTargets | None:
+    if phonemes is None:
+        return None
+    try:
+        posteriors = phonemes.posteriors(samples, ANALYSIS_RATE)
+    except PhonemesUnavailable as exc:
+        _log.warning("phoneme model unavailable, mouth follows loudness only: %s", exc)
+        return None
+    return mouth_targets(posteriors, fps, frames)
+
+
 class BuiltinAnimator:
-    """The audio-driven mouth warp of ``MouthRig``: no model weights, CPU only."""
+    """The audio-driven mouth warp of ``MouthRig``: no model weights beyond the phoneme
+    model's (shared by every job), CPU only."""
 
     batch_size = 1
     device = "cpu"
 
+    def __init__(self, *, phonemes: bool = True) -> None:
+        # ``phonemes=False``: loudness alone drives the mouth (the articulation bench's baseline).
+        self.phonemes = PhonemeRecognizer() if phonemes else None
+
     def start(self, tracks: Sequence[FloatArray], fps: float, frames: int) -> BuiltinAnimation:
-        return BuiltinAnimation(mouth_shapes(tracks, fps, frames))
+        return BuiltinAnimation(mouth_shapes(tracks, fps, frames, self.phonemes))
 
 
 class BuiltinAnimation:
@@ -106,7 +162,13 @@ class BuiltinAnimation:
                 rig = self._rig(job.frame, face)
                 shape = self._shapes[face.track]
                 index = min(job.index, shape.openness.shape[0] - 1)
-                rig.render_into(canvas, float(shape.openness[index]), float(shape.roundness[index]))
+                rig.render_into(
+                    canvas,
+                    float(shape.openness[index]),
+                    float(shape.roundness[index]),
+                    float(shape.closure[index]),
+                    float(shape.teeth[index]),
+                )
             out.append(canvas)
         return out
 

@@ -193,7 +193,17 @@ class LipsyncEngine:
                 # A masked job keeps everything outside the mask still, so no sway (blinks
                 # are masked).
                 idle = (
-                    [IdleMotion(frame, points, job.seed, FPS, frames, sway=mask is None)]
+                    [
+                        IdleMotion(
+                            frame,
+                            points,
+                            job.seed,
+                            FPS,
+                            frames,
+                            sway=mask is None,
+                            speech=audio.tracks[0],
+                        )
+                    ]
                     if idle_motion
                     else []
                 )
@@ -234,7 +244,15 @@ class LipsyncEngine:
                 mask = self._mask(mask_path, frame)
                 idle = (
                     [
-                        IdleMotion(frame, points, job.seed + person, FPS, frames, sway=False)
+                        IdleMotion(
+                            frame,
+                            points,
+                            job.seed + person,
+                            FPS,
+                            frames,
+                            sway=False,
+                            speech=audio.tracks[person],
+                        )
                         for person, points in enumerate((left_points, right_points))
                     ]
                     if idle_motion

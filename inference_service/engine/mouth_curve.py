@@ -53,8 +53,17 @@ def frame_levels_db(samples: FloatArray, sample_rate: int, fps: float, frames: i
     return (10.0 * np.log10(mean_square + 1e-12)).astype(np.float32)
 
 
-def mouth_openness(samples: FloatArray, sample_rate: int, fps: float, frames: int) -> FloatArray:
-    """Per-frame mouth opening in [0, 1] for mono ``samples``: 0 closed, 1 wide open."""
+def mouth_openness(
+    samples: FloatArray,
+    sample_rate: int,
+    fps: float,
+    frames: int,
+    jaw: FloatArray | None = None,
+) -> FloatArray:
+    """Per-frame mouth opening in [0, 1] for mono ``samples``: 0 closed, 1 wide open.
+
+    ``jaw`` (per frame, from the phonemes) scales how far the loudness opens the jaw before
+    the smoothing, so an "ee" opens less than an "ah" with the same attack and release."""
     if frames <= 0:
         return np.zeros(0, np.float32)
     levels = frame_levels_db(samples, sample_rate, fps, frames)
@@ -70,6 +79,8 @@ def mouth_openness(samples: FloatArray, sample_rate: int, fps: float, frames: in
     target = np.clip((level - GATE) / (1.0 - GATE), 0.0, 1.0)
     # A gentle curve so mid-level consonants open the mouth partly, not fully.
     target = target**1.3
+    if jaw is not None:
+        target = target * jaw
     smoothed = _attack_release(
         target.astype(np.float32), _per_frame(ATTACK, fps), _per_frame(RELEASE, fps)
     )

@@ -19,7 +19,12 @@ Model, in a face frame with ``u`` along the mouth (corner to corner) and
   is painted as mouth cavity (dark, derived from the lip colour) with upper
   teeth along its top edge when the source mouth was closed.
 * Rounded vowels (o, u) pull the lips toward the mouth's centre along ``u``
-  (``roundness``), which also narrows the painted gap.
+  (``roundness``), which also narrows the painted gap; spread ones (i, e:
+  negative roundness) pull them outward.
+* A bilabial (``closure``) must shut the lips even on a portrait whose rest
+  mouth is open (a smile showing teeth): the lower lip rises by ``SEAL_LOWER``
+  of the rest gap and the upper lip comes down by ``SEAL_UPPER`` of it, meeting
+  over the teeth. An f or v (``teeth``) shows the upper teeth down to the lower lip.
 * Video frames come with their own, moving mouth. With ``close_source`` the
   rest line is the inner *upper* lip and every frame first lifts the lower
   lip and jaw by the source's own gap (a flatter profile than an opening's, so
@@ -52,8 +57,15 @@ CLOSED_MOUTH_RATIO = 0.06
 TEETH_RATIO = 0.11
 # Height of the tongue band along the gap's lower edge, as a fraction of the mouth width.
 TONGUE_RATIO = 0.07
-# How far (fraction of the distance to the centre) fully rounded lips move inward.
-PUCKER = 0.22
+# How far (fraction of the distance to the centre) fully rounded lips move inward; negative
+# roundness (spread vowels) moves them outward. The face mesh reads lip width compressed (at
+# 0.22 a full pucker measured 6 % narrower), and people's rounded vowels are 15-25 % narrower
+# than their spread ones.
+PUCKER = 0.5
+# Sealing an open rest mouth: the shares of its gap by which the lower lip rises and the
+# upper lip comes down.
+SEAL_LOWER = 0.7
+SEAL_UPPER = 0.55
 # The face mesh under-reads a wide-open mouth (its lips are drawn toward the mean shape),
 # so a source gap is closed a little more than measured.
 CLOSING_GAIN = 1.2
@@ -109,8 +121,12 @@ class MouthRig:
         fade = max(0.5 * (chin_v - lip_v), 0.25 * self.mouth_width)
         source_gap = float(np.max(lower[:, 1] - np.interp(lower[:, 0], upper[:, 0], upper[:, 1])))
         widest = MAX_OPEN_RATIO * self.mouth_width
-        # Pixels the lower lip must rise to close the source mouth (0 for a portrait).
-        self.closing = CLOSING_GAIN * max(source_gap, 0.0) if close_source else 0.0
+        # Pixels the lower lip must rise to close the source mouth: in every frame of a video,
+        # and for a portrait only where a bilabial seals its lips (``closure``), which matters
+        # for a rest mouth that is open (a smile showing teeth).
+        lift = CLOSING_GAIN * max(source_gap, 0.0)
+        self.closing = lift if close_source else 0.0
+        self.seal = 0.0 if close_source else lift
         if close_source:
             self.draw_teeth = True
             self.amplitude = widest
@@ -149,10 +165,22 @@ class MouthRig:
         to_jaw_line = np.maximum(self._jaw_line_v(points, u) - v, 0.0)
         closing_lips = self._lip_profile(u, CLOSING_WIDTH) ** CLOSING_FLATNESS
         close_basis = self._displacement_basis(u, v, lip_bottom_v, chin_v, fade, closing_lips)
-        wanted = self.closing * close_basis * face
+        wanted = lift * close_basis * face
         close = wanted * (1.0 - np.exp(-to_jaw_line / np.maximum(wanted, 1e-3)))
         self._close_x = (close * self.frame.ey[0]).astype(np.float32)
         self._close_y = (close * self.frame.ey[1]).astype(np.float32)
+        # Sealing an open rest mouth (a bilabial on a smiling portrait): the lips meet in
+        # between, the lower one rising by SEAL_LOWER of the gap, the upper one coming down by
+        # SEAL_UPPER (together a little more than the gap: pressed), over the teeth.
+        upper_v = np.interp(u, upper[:, 0], upper[:, 1]).astype(np.float32)
+        lower_v = np.interp(u, lower[:, 0], lower[:, 1]).astype(np.float32)
+        margin = 0.1 * self.mouth_width
+        upper_lip = smoothstep(outer_top_v - margin, upper_v, v) * (
+            1.0 - smoothstep(lower_v, lower_v + margin, v)
+        )
+        drop = self.seal * SEAL_UPPER * upper_lip * closing_lips * face
+        self._seal_x = (drop * self.frame.ey[0]).astype(np.float32)
+        self._seal_y = (drop * self.frame.ey[1]).astype(np.float32)
         pucker = self._pucker_basis(u, v, outer_top_v, lip_bottom_v)
         self._pucker_x = (pucker * self.frame.ex[0]).astype(np.float32)
         self._pucker_y = (pucker * self.frame.ex[1]).astype(np.float32)
@@ -261,7 +289,7 @@ class MouthRig:
         return cavity.astype(np.float32), teeth.astype(np.float32)
 
     def _gap_polygons(
-        self, opening: float, roundness: float
+        self, opening: float, roundness: float, teeth: float = 0.0
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Outlines (ROI pixels) of the opened gap, the upper-teeth band and the tongue band."""
         u = np.linspace(self._lip_u[0], self._lip_u[-1], _POLY_POINTS).astype(np.float32)
@@ -271,6 +299,8 @@ class MouthRig:
         u = (self.centre_u + (u - self.centre_u) * (1.0 - PUCKER * roundness)).astype(np.float32)
         drop = opening * self.amplitude * profile
         teeth_drop = np.minimum(drop * 0.7, TEETH_RATIO * self.mouth_width * profile)
+        # An f or v: the upper teeth reach down to the lower lip tucked under them.
+        teeth_drop = teeth_drop + float(np.clip(teeth, 0.0, 1.0)) * (drop - teeth_drop)
         tongue_rise = np.minimum(drop * 0.45, TONGUE_RATIO * self.mouth_width * profile)
         offset = np.array([self.box.x0, self.box.y0], np.float32)
 
@@ -285,21 +315,48 @@ class MouthRig:
             outline(low_v - tongue_rise, low_v),
         )
 
-    def render_into(self, canvas: UInt8Array, opening: float, roundness: float = 0.0) -> None:
-        """Write the mouth ROI for ``opening`` into ``canvas`` (a copy of the source frame)."""
+    def render_into(
+        self,
+        canvas: UInt8Array,
+        opening: float,
+        roundness: float = 0.0,
+        closure: float = 0.0,
+        teeth: float = 0.0,
+    ) -> None:
+        """Write the mouth ROI into ``canvas`` (a copy of the source frame).
+
+        ``opening`` in [0, 1]; ``roundness`` in [-1, 1] (negative spreads the lips);
+        ``closure`` in [0, 1] seals an open rest mouth (a bilabial); ``teeth`` in [0, 1]
+        shows the upper teeth over the whole gap, resting on the lower lip (an f or v).
+        """
         rows, cols = self.box.slices
-        opening, roundness = float(opening), float(roundness)
+        opening, roundness = float(opening), float(np.clip(roundness, -1.0, 1.0))
+        seal = float(np.clip(closure, 0.0, 1.0)) if self.seal > 0.0 else 0.0
+        lift = 1.0 if self.closing > 0.0 else seal * SEAL_LOWER
         if opening < MIN_VISIBLE_OPENING:
             opening = 0.0
-        if opening == 0.0 and self.closing < 0.5 and roundness < MIN_VISIBLE_OPENING:
+        if (
+            opening == 0.0
+            and self.closing < 0.5
+            and seal * self.seal < 0.5
+            and abs(roundness) < MIN_VISIBLE_OPENING
+        ):
             canvas[rows, cols] = self.source[rows, cols]
             return
         # The lower lip drops by the new opening after rising by the source's own (video) gap.
         map_x = (
-            self._grid_x - opening * self._shift_x + self._close_x + roundness * self._pucker_x
+            self._grid_x
+            - opening * self._shift_x
+            + lift * self._close_x
+            - seal * self._seal_x
+            + roundness * self._pucker_x
         ).astype(np.float32)
         map_y = (
-            self._grid_y - opening * self._shift_y + self._close_y + roundness * self._pucker_y
+            self._grid_y
+            - opening * self._shift_y
+            + lift * self._close_y
+            - seal * self._seal_y
+            + roundness * self._pucker_y
         ).astype(np.float32)
         # remap returns a new ROI-sized array, so the source stays pristine for the next frame.
         warped = np.asarray(
@@ -307,7 +364,7 @@ class MouthRig:
             np.uint8,
         )
         if opening > 0.0:
-            self._paint_mouth(warped, *self._gap_polygons(opening, roundness))
+            self._paint_mouth(warped, *self._gap_polygons(opening, roundness, teeth))
         canvas[rows, cols] = warped
 
     def _paint_mouth(

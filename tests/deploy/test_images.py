@@ -34,6 +34,7 @@ LIGHT_TARGETS = ("gateway", "auth-service", "billing-service", "job-service")
 USED_WITHOUT_IMPORT = {
     "httptools": "uvicorn's HTTP parser, chosen by name in gateway/__main__.py",
     "psycopg": "SQLAlchemy's PostgreSQL driver, loaded from the database URL",
+    "fastapi-offline": "Swagger UI's files for /docs, read through importlib.resources",
 }
 LOCAL_PACKAGES = {"lipsync", "lipsync_common", *SERVICES.values(), "tests"}
 

@@ -363,7 +363,8 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
-    assert body["type"] == "about:blank"
+    # Every problem points at its code in the errors catalogue (gateway/errors_catalogue.py).
+    assert body["type"] == f"http://testserver/api/v1/errors#{code}"
     assert body["status"] == status
     assert body["code"] == code
     assert isinstance(body["title"], str) and body["title"]

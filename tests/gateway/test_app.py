@@ -46,7 +46,7 @@ async def test_every_error_is_problem_json(
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
     assert problem["status"] == status
-    assert problem["type"] == "about:blank"
+    assert problem["type"] == f"http://testserver/api/v1/errors#{problem['code']}"
     assert set(problem) >= {"type", "title", "status", "code", "detail"}
 
 

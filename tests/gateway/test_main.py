@@ -52,6 +52,7 @@ def gateway_env(stack: FakeStack, tmp_path: Path, port: int, nats_url: str) -> d
         "LIPSYNC_BILLING_ADDR": f"127.0.0.1:{stack.ports['billing']}",
         "LIPSYNC_JOBS_ADDR": f"127.0.0.1:{stack.ports['jobs']}",
         "LIPSYNC_NATS_URL": nats_url,
+        "LIPSYNC_GATEWAY_METRICS_ADDR": f"127.0.0.1:{free_port()}",
     }
 
 
@@ -66,7 +67,12 @@ async def test_serves_until_sigterm(stack: FakeStack, tmp_path: Path) -> None:
         await wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
         async with httpx.AsyncClient() as http:
             ready = await http.get(f"http://127.0.0.1:{port}/readyz")
+            # Metrics on their own port, never on the API's (which an Ingress exposes).
+            metrics = await http.get(f"http://{env['LIPSYNC_GATEWAY_METRICS_ADDR']}/metrics")
+            on_api = await http.get(f"http://127.0.0.1:{port}/metrics")
         assert ready.status_code == 200, ready.text
+        assert metrics.status_code == 200 and "lipsync_http_requests_total" in metrics.text
+        assert on_api.status_code == 404
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 10) == 0
     finally:

@@ -16,6 +16,7 @@ async def bare() -> httpx.AsyncClient:
     """A tiny app with only the handlers installed."""
     app = FastAPI()
     problems.install(app)
+    problems.set_type_base(app, "http://testserver")
 
     @app.get("/count")
     async def count(n: int) -> dict[str, int]:

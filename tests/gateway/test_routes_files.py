@@ -91,13 +91,18 @@ async def test_signed_but_missing_file_is_404(client: httpx.AsyncClient, clock: 
 async def test_path_traversal_is_404_even_when_signed(
     client: httpx.AsyncClient, settings: GatewaySettings, clock: FakeClock, object_key: str
 ) -> None:
-    (settings.results_dir.parent / "secret.mp4").write_bytes(b"secret")
-    (settings.results_dir / ".hidden").write_bytes(b"hidden")
+    secret = b"secret-bytes-7f3a"
+    (settings.results_dir.parent / "secret.mp4").write_bytes(secret)
+    (settings.results_dir / ".hidden").write_bytes(secret)
     expires = int(clock.now) + 60
     path = sign_path(SIGNING_KEY, object_key, expires)
     response = await client.get(path)
-    assert_problem(response, 404, "not_found")
-    assert b"secret" not in response.content
+    assert secret not in response.content
+    assert not response.headers["content-type"].startswith("video/")
+    if response.url.path.startswith("/files/"):
+        assert_problem(response, 404, "not_found")
+    # Otherwise the client resolved the dots (`/files/..` is `/`, the console
+    # page): the request never named a file.
 
 
 @pytest.mark.parametrize("object_key", ["..", "../x", "x/y", "", ".env", "a..mp4", "sp ace"])

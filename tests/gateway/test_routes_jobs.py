@@ -232,7 +232,7 @@ async def test_unauthenticated_requests_get_the_same_401(
     body = assert_problem(response, 401, "unauthorized")
     assert response.headers["www-authenticate"] == "Bearer"
     assert body == {
-        "type": "about:blank",
+        "type": "http://testserver/api/v1/errors#unauthorized",
         "title": "Unauthorized",
         "status": 401,
         "code": "unauthorized",

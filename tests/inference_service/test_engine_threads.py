@@ -12,19 +12,16 @@ decoded files would test the encoder's scheduling, not the engine.
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from inference_service.engine import LipsyncEngine, RenderResult
-from inference_service.media import encode
 from inference_service.media.image import load_image_bgr
 from tests.media_fixtures import portrait_path, write_speech_wav, write_talking_video
 
@@ -43,23 +40,6 @@ def mirrored(folder: Path) -> Path:
     path = folder / "mirrored.png"
     cv2.imwrite(str(path), cv2.flip(load_image_bgr(portrait_path()), 1))
     return path
-
-
-@pytest.fixture(autouse=True)
-def encoded(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
-    """A digest of every frame each output file was given, by file name."""
-    frames: dict[str, list[str]] = {}
-    write = encode.Mp4Writer.write_bgr
-    lock = threading.Lock()
-
-    def record(writer: encode.Mp4Writer, frame: np.ndarray) -> None:
-        name = Path(writer._container.name).name
-        with lock:
-            frames.setdefault(name, []).append(hashlib.sha256(frame.tobytes()).hexdigest())
-        write(writer, frame)
-
-    monkeypatch.setattr(encode.Mp4Writer, "write_bgr", record)
-    yield frames
 
 
 def render_alone_and_together(jobs: list[Job], folder: Path, encoded: dict[str, list[str]]) -> None:

@@ -113,7 +113,7 @@ def test_batches_give_the_same_frames_as_single_frames(model_path: Path, tmp_pat
 
 
 def test_two_jobs_at_once_render_as_they_do_one_after_the_other(
-    engine: LipsyncEngine, tmp_path: Path
+    engine: LipsyncEngine, tmp_path: Path, encoded: dict[str, list[str]]
 ) -> None:
     # The model is shared; each job's mel features are its own.
     speech = write_speech_wav(tmp_path / "speech.wav", 1.0)
@@ -125,7 +125,7 @@ def test_two_jobs_at_once_render_as_they_do_one_after_the_other(
     def second(out: Path) -> RenderResult:
         return engine.render_image(portrait_path(), late, out, height=480, seed=2)
 
-    render_alone_and_together([first, second], tmp_path)
+    render_alone_and_together([first, second], tmp_path, encoded)
 
 
 def test_a_missing_model_is_an_operator_error(tmp_path: Path) -> None:

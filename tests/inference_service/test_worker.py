@@ -26,10 +26,11 @@ from lipsync_common.jetstream import (
     JOBS_STREAM,
     JOBS_SUBJECT,
     WORKER_MAX_DELIVER,
+    JobHistory,
     connect,
     ensure_streams,
     events_subject,
-    last_event,
+    job_history,
     message_id,
     publish_event,
 )
@@ -210,18 +211,54 @@ async def test_a_cancel_stored_while_the_worker_looks_is_not_hidden_behind_start
 ) -> None:
     looks: list[int] = []
 
-    async def look_then_cancel(js: JetStreamContext, job_id: str) -> tuple[int, object]:
-        seen = await last_event(js, job_id)
-        looks.append(seen[0])
+    async def look_then_cancel(js: JetStreamContext, job_id: str) -> JobHistory:
+        seen = await job_history(js, job_id)
+        looks.append(seen.last_seq)
         if len(looks) == 1:
             # job_service's cancel lands between the worker's look and its `started`.
             await publish_event(js, canceled_event(job_id))
         return seen
 
-    monkeypatch.setattr("inference_service.worker.last_event", look_then_cancel)
+    monkeypatch.setattr("inference_service.worker.job_history", look_then_cancel)
     pipeline = Completes()
     assert kinds(await run_job(nc, js, pipeline)) == ["canceled"]
     assert pipeline.calls == 0 and len(looks) == 2
+
+
+class CanceledAtTheEnd(FakePipeline):
+    """The render finishes just as job_service stores `canceled` (its notice not yet heard)."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        super().__init__()
+        self.js = js
+
+    async def outcome(self, request: events_pb2.JobRequested) -> events_pb2.JobCompleted:
+        await publish_event(self.js, canceled_event(request.job_id))
+        return events_pb2.JobCompleted(output_key=f"{request.job_id}.mp4", credits=10)
+
+
+async def test_a_render_that_ends_after_the_cancel_publishes_nothing_and_drops_its_output(
+    nc: Client, js: JetStreamContext
+) -> None:
+    pipeline = CanceledAtTheEnd(js)
+    assert kinds(await run_job(nc, js, pipeline)) == ["started", "canceled"]
+    assert pipeline.discarded == ["job-1.mp4"]
+
+
+async def test_an_event_replayed_after_the_cancel_does_not_hide_it(
+    nc: Client, js: JetStreamContext
+) -> None:
+    """A redelivered worker's `started` (or any replay) after `canceled` is not the outcome."""
+    await publish_event(js, canceled_event("job-1"))
+    replayed = events_pb2.JobEvent(
+        job_id="job-1", account_id="acct", started=events_pb2.JobStarted(worker="w0", attempt=1)
+    )
+    await js.publish(
+        events_subject("job-1"), replayed.SerializeToString(), headers={"Nats-Msg-Id": "replay"}
+    )
+    pipeline = Completes()
+    assert kinds(await run_job(nc, js, pipeline)) == ["canceled", "started"]
+    assert pipeline.calls == 0
 
 
 async def test_a_redelivered_settled_job_is_just_acked(nc: Client, js: JetStreamContext) -> None:

@@ -41,6 +41,8 @@ def stack_env(data_dir: Path) -> dict[str, str]:
             "LIPSYNC_HTTP_ADDR": http,
             "LIPSYNC_PUBLIC_URL": f"http://{http}",
             "LIPSYNC_EMBEDDED_NATS_PORT": str(free_port()),
+            # The gateway's /metrics port (only the gateway reads it).
+            "LIPSYNC_GATEWAY_METRICS_ADDR": f"127.0.0.1:{free_port()}",
             # The media host and webhook receiver of the tests live on loopback.
             "LIPSYNC_ALLOW_PRIVATE_URLS": "true",
             # Tests poll every 0.2 s, faster than any client should; the limit

@@ -14,7 +14,7 @@ from billing_service.store import WALLET_API
 from job_service.store import Outcome
 from lipsync.jobs.v1 import events_pb2, jobs_pb2
 from lipsync_common import notices
-from lipsync_common.jetstream import last_event, publish_event
+from lipsync_common.jetstream import events_subject, job_history, publish_event
 from tests.billing_service.billing_harness import BillingHarness, running_billing
 from tests.job_service.service_harness import JobService, running_job_service
 from tests.job_specs import image_spec, video_spec
@@ -145,7 +145,7 @@ async def test_a_queued_job_is_canceled_at_once_in_the_stream_and_the_record(
     assert canceled.status == jobs_pb2.JOB_STATUS_CANCELED
     assert canceled.credits == 0 and not canceled.HasField("progress")
     assert (await get(svc, job.id)).status == jobs_pb2.JOB_STATUS_CANCELED
-    _, event = await last_event(svc.js, job.id)
+    event = (await job_history(svc.js, job.id)).outcome
     assert event is not None and event.WhichOneof("kind") == "canceled"
     assert event.canceled.by == "api"
     await ended.wait_for(job.id)
@@ -170,6 +170,26 @@ async def test_a_cancel_behind_a_stored_completion_finds_the_job_finished(
     assert (error.code(), error.details()) == (grpc.StatusCode.FAILED_PRECONDITION, "job_finished")
     after = await get(svc, job.id)
     assert after.status == jobs_pb2.JOB_STATUS_COMPLETED and after.credits == 10
+
+
+async def test_a_completion_followed_by_a_replayed_start_still_wins(svc: JobService) -> None:
+    """The latest event is a repeat of `started`: the job's end is still its `completed`."""
+    job = await create(svc)
+    done = events_pb2.JobEvent(
+        job_id=job.id,
+        account_id=ACCOUNT,
+        completed=events_pb2.JobCompleted(output_key=f"{job.id}.mp4", credits=10, seed=3),
+    )
+    await publish_event(svc.js, done)
+    replayed = events_pb2.JobEvent(
+        job_id=job.id, account_id=ACCOUNT, started=events_pb2.JobStarted(worker="w", attempt=1)
+    )
+    await svc.js.publish(
+        events_subject(job.id), replayed.SerializeToString(), headers={"Nats-Msg-Id": "replay"}
+    )
+    error = await rpc_error(svc.stub.CancelJob(jobs_pb2.CancelJobRequest(job=ref(job.id))))
+    assert (error.code(), error.details()) == (grpc.StatusCode.FAILED_PRECONDITION, "job_finished")
+    assert (await get(svc, job.id)).status == jobs_pb2.JOB_STATUS_COMPLETED
 
 
 async def test_a_started_job_is_canceled_after_its_start_event(svc: JobService) -> None:
@@ -199,7 +219,7 @@ async def test_job_control_sees_only_the_callers_jobs(svc: JobService) -> None:
     operator = jobs_pb2.JobRef(job_id=job.id, any_account=True)
     canceled = (await svc.stub.CancelJob(jobs_pb2.CancelJobRequest(job=operator))).job
     assert canceled.status == jobs_pb2.JOB_STATUS_CANCELED
-    _, event = await last_event(svc.js, job.id)
+    event = (await job_history(svc.js, job.id)).outcome
     assert event is not None and event.canceled.by == "operator"
 
 

@@ -1,0 +1,253 @@
+"""Uploads: `POST/GET/DELETE /api/v1/uploads` and the owner's download of the file.
+
+The body streams through gateway/upload_stream.py into a temporary file under
+the uploads folder (kind sniffed, cap enforced as bytes arrive), which the
+store then takes: renamed into place in a folder, a multipart upload into a
+bucket. The metadata lies next to the file (lipsync_common/uploads.py says
+why); the id carries an HMAC of the owner (gateway/upload_owners.py), so job
+validation tells another account's upload URL without reading the store.
+
+Another account's upload, an unknown one and an expired one are the same 404.
+The file is downloadable at its `url` by its owner (API key or session) until
+`expiresAt`: served from the folder, or by a `307` to a short presigned URL of
+the bucket, as the results are (gateway/routes_files.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, Security
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from gateway import openapi
+from gateway.auth import Authenticator, Principal
+from gateway.problems import Problem
+from gateway.upload_owners import UploadOwners
+from gateway.upload_stream import FIELD, receive_file
+from lipsync_common.storage import ObjectStore
+from lipsync_common.uploads import (
+    Upload,
+    content_url,
+    delete_upload,
+    file_key,
+    read_upload,
+    store_upload,
+)
+
+# Long enough to start a download; a resumed one comes back for a new URL.
+REDIRECT_S = 300
+INCOMING = ".incoming"
+
+
+class UploadDoc(BaseModel):
+    id: str = Field(description="The upload's id (`up_...`).")
+    url: str = Field(
+        description="Use it in any media field of this account's jobs; the owner can also"
+        " download it here until `expiresAt`."
+    )
+    kind: str = Field(description="`image`, `audio` or `video`, from the file's content.")
+    bytes: int = Field(description="The file's size.")
+    contentType: str = Field(description="The file's type, from its content.")
+    expiresAt: str = Field(description="When the upload is deleted (RFC 3339, UTC).")
+
+
+def _multipart_body() -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [FIELD],
+                        "properties": {FIELD: {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
+        }
+    }
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def not_found() -> Problem:
+    return Problem(404, "not_found", "no such upload for this account")
+
+
+class UploadRoutes:
+    def __init__(
+        self,
+        store: ObjectStore,
+        owners: UploadOwners,
+        folder: Path,
+        limits: Mapping[str, int],
+        ttl_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._owners = owners
+        self._incoming = folder / INCOMING
+        self._incoming.mkdir(parents=True, exist_ok=True)
+        self._limits = limits
+        self._ttl_s = ttl_s
+        self._clock = clock
+
+    def _json(self, upload: Upload) -> dict[str, Any]:
+        return {
+            "id": upload.id,
+            "url": content_url(self._owners.public_url, upload.id),
+            "kind": upload.kind,
+            "bytes": upload.size,
+            "contentType": upload.content_type,
+            "expiresAt": _timestamp(upload.expires_at),
+        }
+
+    async def create(self, request: Request, principal: Principal) -> JSONResponse:
+        received = await receive_file(
+            request.stream(),
+            request.headers.get("content-type"),
+            request.headers.get("content-length"),
+            self._limits,
+            self._incoming,
+        )
+        now = self._clock()
+        upload = Upload(
+            id=self._owners.new_id(principal.account_id),
+            account_id=principal.account_id,
+            kind=received.kind,
+            size=received.size,
+            content_type=received.content_type,
+            created_at=now,
+            expires_at=now + self._ttl_s,
+        )
+        try:
+            await asyncio.to_thread(store_upload, self._store, upload, received.path)
+        finally:
+            received.path.unlink(missing_ok=True)
+        return JSONResponse(
+            self._json(upload),
+            status_code=201,
+            headers={"Location": f"/api/v1/uploads/{upload.id}"},
+        )
+
+    async def read(self, upload_id: str, principal: Principal) -> Upload:
+        if not self._owners.owns(principal.account_id, upload_id):
+            raise not_found()
+        upload = await asyncio.to_thread(read_upload, self._store, upload_id, self._clock())
+        if upload is None or upload.account_id != principal.account_id:
+            raise not_found()
+        return upload
+
+    async def get(self, upload_id: str, principal: Principal) -> JSONResponse:
+        return JSONResponse(self._json(await self.read(upload_id, principal)))
+
+    async def delete(self, upload_id: str, principal: Principal) -> Response:
+        await self.read(upload_id, principal)
+        await asyncio.to_thread(delete_upload, self._store, upload_id)
+        return Response(status_code=204)
+
+    async def content(self, request: Request, upload_id: str, principal: Principal) -> Response:
+        upload = await self.read(upload_id, principal)
+        key = file_key(upload.id)
+        method = "HEAD" if request.method == "HEAD" else "GET"
+        url = await asyncio.to_thread(self._store.url, key, REDIRECT_S, method)
+        if url is not None:
+            return RedirectResponse(
+                url,
+                status_code=307,
+                headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+            )
+        path = self._store.local_path(key)
+        if path is None:
+            raise not_found()
+        return FileResponse(
+            path,
+            media_type=upload.content_type,
+            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+        )
+
+
+def router(
+    store: ObjectStore,
+    authenticator: Authenticator,
+    owners: UploadOwners,
+    folder: Path,
+    limits: Mapping[str, int],
+    ttl_s: float,
+    clock: Callable[[], float] = time.time,
+) -> APIRouter:
+    handlers = UploadRoutes(store, owners, folder, limits, ttl_s, clock)
+    api = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
+    any_credential = Security(authenticator.any_credential)
+
+    @api.post(
+        "",
+        name="create-upload",
+        summary="Upload a local image, audio or video file to use in jobs (multipart, `file`).",
+        status_code=201,
+        response_model=UploadDoc,
+        openapi_extra=_multipart_body(),
+        responses=openapi.problem_responses(
+            {
+                400: "not a complete multipart body",
+                401: "missing or invalid credential",
+                413: "the file is over the size limit of its kind",
+                415: "not multipart/form-data, or a file of a type the API does not take",
+                422: "no part named file, or more than one",
+            }
+        ),
+    )
+    async def create_upload(request: Request, principal: Principal = any_credential) -> Response:
+        return await handlers.create(request, principal)
+
+    not_found_doc = openapi.problem_responses(
+        {401: "missing or invalid credential", 404: "no such upload for this account"}
+    )
+
+    @api.get(
+        "/{id}",
+        name="get-upload",
+        summary="Read an upload of your account.",
+        response_model=UploadDoc,
+        responses=not_found_doc,
+    )
+    async def get_upload(id: str, principal: Principal = any_credential) -> Response:
+        return await handlers.get(id, principal)
+
+    @api.delete(
+        "/{id}",
+        name="delete-upload",
+        summary="Delete an upload now; jobs not yet started with its URL then fail.",
+        status_code=204,
+        response_class=Response,
+        responses=not_found_doc,
+    )
+    async def delete_upload_route(id: str, principal: Principal = any_credential) -> Response:
+        return await handlers.delete(id, principal)
+
+    @api.get(
+        "/{id}/content",
+        name="download-upload",
+        summary="Download an upload's file (its owner, until `expiresAt`).",
+        response_class=FileResponse,
+        responses={
+            200: {"description": "The file, in its sniffed type."},
+            307: {"description": "Where uploads lie in a bucket: to a short presigned URL."},
+            **not_found_doc,
+        },
+    )
+    async def download_upload(
+        request: Request, id: str, principal: Principal = any_credential
+    ) -> Response:
+        return await handlers.content(request, id, principal)
+
+    return api

@@ -1,0 +1,107 @@
+"""Whose upload a URL names, told without reading the store.
+
+An upload id is `up_<random><tag>`: 24 random hex digits and a 16-digit HMAC
+of them and the owner's account, made with the gateway's signing key (the same
+on every replica). So job validation can refuse another account's upload URL
+with a 422 naming the field as the request arrives, with no I/O and on any
+replica; whether the upload still exists is the worker's to find out (it reads
+the store anyway, and fails the job, charged nothing, when it is gone).
+
+Job validation (gateway/validation.py) runs inside the route handlers, which
+know the caller only as the principal they were handed. `OwnerAwareAuthenticator`
+records the authenticated account of the request in a context variable as it
+authenticates; FastAPI awaits the dependency in the request's own task, so the
+handler, and the validation it calls, read the same request's account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from gateway.auth import Authenticator, Principal
+from gateway.problems import FieldError
+from lipsync_common.uploads import upload_id_in
+
+PREFIX = "up_"
+_RANDOM_HEX = 24
+_TAG_HEX = 16
+UPLOAD_ID = re.compile(rf"^{PREFIX}[0-9a-f]{{{_RANDOM_HEX + _TAG_HEX}}}$")
+
+
+@dataclass(frozen=True)
+class UploadOwners:
+    """Makes and checks upload ids for one platform (its URL and signing key)."""
+
+    public_url: str
+    signing_key: bytes
+
+    def _tag(self, random_part: str, account_id: str) -> str:
+        message = f"upload\n{account_id}\n{random_part}".encode()
+        return hmac.new(self.signing_key, message, hashlib.sha256).hexdigest()[:_TAG_HEX]
+
+    def new_id(self, account_id: str) -> str:
+        random_part = secrets.token_hex(_RANDOM_HEX // 2)
+        return f"{PREFIX}{random_part}{self._tag(random_part, account_id)}"
+
+    def owns(self, account_id: str, upload_id: str) -> bool:
+        if not UPLOAD_ID.fullmatch(upload_id):
+            return False
+        random_part = upload_id[len(PREFIX) : len(PREFIX) + _RANDOM_HEX]
+        tag = upload_id[len(PREFIX) + _RANDOM_HEX :]
+        return hmac.compare_digest(tag, self._tag(random_part, account_id))
+
+    def field_errors(self, body: Mapping[str, Any], account_id: str) -> list[FieldError]:
+        """A 422 error for each `formState` field naming an upload not of `account_id`."""
+        form = body.get("formState")
+        if not isinstance(form, Mapping):
+            return []
+        errors = []
+        for name, value in form.items():
+            if not isinstance(value, str):
+                continue
+            upload_id = upload_id_in(value, self.public_url)
+            if upload_id is None and value.startswith(f"{self.public_url}/api/v1/uploads/"):
+                upload_id = ""  # this platform's upload path, but no id of ours
+            if upload_id is not None and not self.owns(account_id, upload_id):
+                field = f"formState.{name}"
+                errors.append(FieldError(field, f"{field} is not an upload of this account"))
+        return errors
+
+
+@dataclass(frozen=True)
+class Caller:
+    owners: UploadOwners
+    account_id: str
+
+
+_caller: ContextVar[Caller | None] = ContextVar("upload_caller", default=None)
+
+
+def caller_upload_errors(body: Mapping[str, Any]) -> list[FieldError]:
+    """The upload-ownership errors of `body` for this request's account; none
+    outside an authenticated request of a gateway with uploads."""
+    caller = _caller.get()
+    if caller is None:
+        return []
+    return caller.owners.field_errors(body, caller.account_id)
+
+
+class OwnerAwareAuthenticator(Authenticator):
+    """The gateway's authenticator, also recording the account for upload checks."""
+
+    owners: UploadOwners | None = None
+
+    async def __call__(self, request: Request) -> Principal:
+        principal = await super().__call__(request)
+        if self.owners is not None:
+            _caller.set(Caller(self.owners, principal.account_id))
+        return principal
