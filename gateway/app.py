@@ -20,6 +20,7 @@ from gateway import (
     routes_jobs,
     routes_uploads,
 )
+from gateway.auth import Authenticator
 from gateway.clients import Backends
 from gateway.ended_jobs import EndedJobs
 from gateway.job_notices import JobNotices
@@ -27,7 +28,7 @@ from gateway.job_waiters import JobWaiters
 from gateway.metrics import MetricsMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
-from gateway.upload_owners import OwnerAwareAuthenticator, UploadOwners
+from gateway.upload_owners import UploadOwners
 from lipsync_common import notices as notice_kinds
 from lipsync_common.results import result_store
 from lipsync_common.storage import ObjectStore
@@ -86,12 +87,11 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
 
     limiter = RateLimiter(settings.rate_limit_per_min, clock=monotonic)
-    authenticator = OwnerAwareAuthenticator(
+    authenticator = Authenticator(
         backends.auth, settings.auth_cache_s, clock=monotonic, limiter=limiter
     )
     # Job validation refuses another account's upload URLs (gateway/upload_owners.py).
     upload_owners = UploadOwners(settings.public_url, settings.signing_key)
-    authenticator.owners = upload_owners
     ended = EndedJobs()
     waiters = JobWaiters(settings.max_waiters, settings.max_waiters_per_account)
     # python -m gateway wakes them when it starts shutting down.
@@ -101,14 +101,23 @@ def create_app(
         notices.on(notice_kinds.DELETED, ended.forget)
     app.include_router(
         routes_jobs.router(
-            backends, authenticator, settings.allow_private_urls, ended=ended, waiters=waiters
+            backends,
+            authenticator,
+            settings.allow_private_urls,
+            ended=ended,
+            waiters=waiters,
+            owners=upload_owners,
         )
     )
     app.include_router(routes_job_control.router(backends, authenticator, ended, waiters))
     app.include_router(routes_account.router(backends, authenticator))
     app.include_router(
         routes_billing.router(
-            backends, authenticator, settings.allow_private_urls, settings.public_url
+            backends,
+            authenticator,
+            settings.allow_private_urls,
+            settings.public_url,
+            upload_owners,
         )
     )
     errors_catalogue.install(app, settings.public_url)

@@ -20,6 +20,7 @@ from gateway import openapi, openapi_account, openapi_billing
 from gateway.auth import Authenticator, Principal
 from gateway.clients import RPC_TIMEOUT_S, Backends, rpc_problem
 from gateway.problems import FieldError, Problem, invalid_parameters, service_unavailable
+from gateway.upload_owners import UploadOwners
 from gateway.validation import parse_json_object, read_body, validate, validate_estimate
 from lipsync.billing.v1 import billing_pb2
 from lipsync.inference.v1 import inference_pb2
@@ -61,9 +62,17 @@ def _entry_json(entry: billing_pb2.UsageEntry) -> dict[str, Any]:
 
 
 class BillingRoutes:
-    def __init__(self, backends: Backends, allow_private_urls: bool, public_url: str) -> None:
+    def __init__(
+        self,
+        backends: Backends,
+        allow_private_urls: bool,
+        public_url: str,
+        owners: UploadOwners | None = None,
+    ) -> None:
         self._backends = backends
         self._allow_private_urls = allow_private_urls
+        # Tells this account's upload URLs from another's; None: no uploads here.
+        self._owners = owners
         self._public_url = public_url.rstrip("/")
 
     async def balance(self, principal: Principal) -> JSONResponse:
@@ -128,9 +137,15 @@ class BillingRoutes:
             headers={"Cache-Control": "public, max-age=60"},
         )
 
-    async def estimate(self, request: Request) -> JSONResponse:
+    async def estimate(self, request: Request, principal: Principal) -> JSONResponse:
         body = parse_json_object(await read_body(request))
-        spec = validate_estimate(body, allow_private_urls=self._allow_private_urls)
+        spec = validate_estimate(
+            body,
+            allow_private_urls=self._allow_private_urls,
+            upload_errors=(
+                self._owners.field_errors(body, principal.account_id) if self._owners else ()
+            ),
+        )
         inference = self._backends.inference
         if inference is None:
             raise service_unavailable("inference")
@@ -205,8 +220,9 @@ def router(
     authenticator: Authenticator,
     allow_private_urls: bool,
     public_url: str = "",
+    owners: UploadOwners | None = None,
 ) -> APIRouter:
-    handlers = BillingRoutes(backends, allow_private_urls, public_url)
+    handlers = BillingRoutes(backends, allow_private_urls, public_url, owners)
     api = APIRouter(prefix="/api/v1", tags=["billing"])
     docs = openapi_account
     any_credential = Security(authenticator.any_credential)
@@ -265,7 +281,7 @@ def router(
         openapi_extra=openapi.estimate_body(),
     )
     async def estimate(request: Request, principal: Principal = api_key) -> JSONResponse:
-        return await handlers.estimate(request)
+        return await handlers.estimate(request, principal)
 
     @api.post(
         "/billing/checkout",

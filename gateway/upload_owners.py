@@ -7,11 +7,9 @@ with a 422 naming the field as the request arrives, with no I/O and on any
 replica; whether the upload still exists is the worker's to find out (it reads
 the store anyway, and fails the job, charged nothing, when it is gone).
 
-Job validation (gateway/validation.py) runs inside the route handlers, which
-know the caller only as the principal they were handed. `OwnerAwareAuthenticator`
-records the authenticated account of the request in a context variable as it
-authenticates; FastAPI awaits the dependency in the request's own task, so the
-handler, and the validation it calls, read the same request's account.
+The job and estimate routes ask `field_errors` with the caller's account and
+hand the errors to validation (gateway/validation.py), which lists them with
+the body's own.
 """
 
 from __future__ import annotations
@@ -21,13 +19,9 @@ import hmac
 import re
 import secrets
 from collections.abc import Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
-
-from gateway.auth import Authenticator, Principal
 from gateway.problems import FieldError
 from lipsync_common.uploads import upload_id_in
 
@@ -75,33 +69,3 @@ class UploadOwners:
                 field = f"formState.{name}"
                 errors.append(FieldError(field, f"{field} is not an upload of this account"))
         return errors
-
-
-@dataclass(frozen=True)
-class Caller:
-    owners: UploadOwners
-    account_id: str
-
-
-_caller: ContextVar[Caller | None] = ContextVar("upload_caller", default=None)
-
-
-def caller_upload_errors(body: Mapping[str, Any]) -> list[FieldError]:
-    """The upload-ownership errors of `body` for this request's account; none
-    outside an authenticated request of a gateway with uploads."""
-    caller = _caller.get()
-    if caller is None:
-        return []
-    return caller.owners.field_errors(body, caller.account_id)
-
-
-class OwnerAwareAuthenticator(Authenticator):
-    """The gateway's authenticator, also recording the account for upload checks."""
-
-    owners: UploadOwners | None = None
-
-    async def __call__(self, request: Request) -> Principal:
-        principal = await super().__call__(request)
-        if self.owners is not None:
-            _caller.set(Caller(self.owners, principal.account_id))
-        return principal

@@ -20,7 +20,6 @@ from pydantic_core import ErrorDetails
 
 from gateway.bodies import ALLOW_PRIVATE_URLS, ESTIMATE, INVALID, JOB_MODELS, EstimateBody
 from gateway.problems import FieldError, Problem, invalid_parameters
-from gateway.upload_owners import caller_upload_errors
 from lipsync.jobs.v1 import jobs_pb2
 from lipsync_common.job_spec import MODEL_CASES, MODEL_NAMES
 
@@ -231,10 +230,13 @@ def validate_job_request(
     *,
     allow_private_urls: bool,
     header_errors: Sequence[FieldError] = (),
+    upload_errors: Sequence[FieldError] = (),
 ) -> JobRequest:
     """Check the body of `POST /api/v1/<endpoint>` and its headers at once; 422 lists every error.
 
-    `header_errors` are those of other headers the caller checked (`Prefer`).
+    `header_errors` are those of other headers the caller checked (`Prefer`),
+    `upload_errors` the fields naming another account's upload
+    (gateway/upload_owners.py).
     """
     model = JOB_MODELS[MODEL_CASES[endpoint]]
     job = validate(
@@ -245,7 +247,7 @@ def validate_job_request(
         errors=[
             *idempotency_key_errors(idempotency_key),
             *header_errors,
-            *caller_upload_errors(body),
+            *upload_errors,
         ],
     )
     return JobRequest(
@@ -256,9 +258,14 @@ def validate_job_request(
     )
 
 
-def validate_estimate(body: Mapping[str, Any], *, allow_private_urls: bool) -> jobs_pb2.JobSpec:
-    """The JobSpec an estimate body describes, else 422."""
+def validate_estimate(
+    body: Mapping[str, Any],
+    *,
+    allow_private_urls: bool,
+    upload_errors: Sequence[FieldError] = (),
+) -> jobs_pb2.JobSpec:
+    """The JobSpec an estimate body describes, else 422 (with `upload_errors` too)."""
     estimate: EstimateBody = validate(
-        ESTIMATE, body, allow_private_urls=allow_private_urls, errors=caller_upload_errors(body)
+        ESTIMATE, body, allow_private_urls=allow_private_urls, errors=list(upload_errors)
     )
     return estimate.formState.to_spec()
