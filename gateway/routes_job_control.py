@@ -17,12 +17,10 @@ only ever ends a job that no cache holds yet.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import grpc
 from fastapi import APIRouter, Query, Security
 from fastapi.responses import JSONResponse, Response
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway import openapi
 from gateway.auth import Authenticator, Principal
@@ -39,7 +37,7 @@ from gateway.routes_jobs import (
 )
 from lipsync.jobs.v1 import jobs_pb2
 from lipsync_common.job_spec import STATUSES_BY_NAME
-from lipsync_common.jobjson import job_to_json
+from lipsync_common.jobjson import deliveries_to_json, job_to_json
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -68,25 +66,6 @@ _REDELIVER_CONFLICTS = {
 
 def _conflicts(conflicts: Mapping[str, str]) -> str:
     return "; ".join(f"`{code}`: {text}" for code, text in conflicts.items())
-
-
-def _timestamp(message: Any, name: str) -> str | None:
-    """An RFC 3339 UTC time (`...Z`), or None when the field is unset."""
-    if not message.HasField(name):
-        return None
-    value: Timestamp = getattr(message, name)
-    return value.ToJsonString()
-
-
-def _delivery_json(delivery: jobs_pb2.WebhookDelivery) -> dict[str, Any]:
-    return {
-        "attempt": delivery.attempt,
-        "at": _timestamp(delivery, "at"),
-        "statusCode": delivery.status_code if delivery.HasField("status_code") else None,
-        "latencyMs": delivery.latency_ms if delivery.HasField("latency_ms") else None,
-        "error": delivery.error,
-        "nextAttemptAt": _timestamp(delivery, "next_attempt_at"),
-    }
 
 
 def _refusal(error: grpc.aio.AioRpcError, conflicts: Mapping[str, str]) -> Problem:
@@ -169,13 +148,7 @@ class JobControlRoutes:
             )
         except grpc.aio.AioRpcError as error:
             raise _refusal(error, {}) from None
-        return JSONResponse(
-            {
-                "data": [_delivery_json(delivery) for delivery in response.deliveries],
-                "delivered": response.delivered,
-            },
-            headers=_NO_STORE,
-        )
+        return JSONResponse(deliveries_to_json(response), headers=_NO_STORE)
 
     async def redeliver(self, job_id: str, principal: Principal) -> JSONResponse:
         ref = self._ref(job_id, principal)

@@ -29,7 +29,7 @@ from lipsync.billing.v1 import billing_pb2, billing_pb2_grpc
 from lipsync.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from lipsync_common.config import service_addr
 from lipsync_common.job_spec import MODEL_NAMES, STATUSES_BY_NAME
-from lipsync_common.jobjson import job_to_json
+from lipsync_common.jobjson import deliveries_to_json, job_to_json
 
 RPC_TIMEOUT_S = 10.0
 _WALLETS = {"api": billing_pb2.WALLET_API, "user": billing_pb2.WALLET_USER}
@@ -199,11 +199,6 @@ def _ref(job_id: str) -> jobs_pb2.JobRef:
     return jobs_pb2.JobRef(job_id=job_id, any_account=True)
 
 
-def _stamp(stamp: Timestamp, present: bool) -> str | None:
-    # The REST form (RFC 3339, `Z`), as the job object's own times are written.
-    return stamp.ToJsonString() if present else None
-
-
 def jobs_list(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:
     response = _jobs(channel).ListJobs(
         jobs_pb2.ListJobsRequest(
@@ -239,22 +234,7 @@ def webhooks_deliveries(args: argparse.Namespace, channel: grpc.Channel) -> dict
     response = _jobs(channel).ListWebhookDeliveries(
         jobs_pb2.ListWebhookDeliveriesRequest(job=_ref(args.job)), timeout=RPC_TIMEOUT_S
     )
-    return {
-        "data": [
-            {
-                "attempt": attempt.attempt,
-                "at": _stamp(attempt.at, attempt.HasField("at")),
-                "statusCode": attempt.status_code if attempt.HasField("status_code") else None,
-                "latencyMs": attempt.latency_ms if attempt.HasField("latency_ms") else None,
-                "error": attempt.error,
-                "nextAttemptAt": _stamp(
-                    attempt.next_attempt_at, attempt.HasField("next_attempt_at")
-                ),
-            }
-            for attempt in response.deliveries
-        ],
-        "delivered": response.delivered,
-    }
+    return deliveries_to_json(response)
 
 
 def webhooks_redeliver(args: argparse.Namespace, channel: grpc.Channel) -> dict[str, Any]:

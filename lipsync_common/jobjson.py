@@ -1,7 +1,8 @@
-"""The public JSON form of a job (API.md "Jobs"), shared by GET and webhooks.
+"""The public JSON form of a job (API.md "Jobs") and of its webhook deliveries.
 
 The gateway answers `GET /api/v1/jobs/{id}` with it and job_service POSTs the
-same object to webhooks, so the two can never drift apart.
+same object to webhooks, so the two can never drift apart; the gateway and
+`lipsyncctl` print a job's deliveries with `deliveries_to_json`.
 """
 
 from __future__ import annotations
@@ -42,4 +43,27 @@ def job_to_json(job: jobs_pb2.Job) -> dict[str, Any]:
         "createdAt": job.created_at.ToJsonString() if job.HasField("created_at") else None,
         "progress": progress_to_json(job),
         "deletedAt": job.deleted_at.ToJsonString() if job.HasField("deleted_at") else None,
+    }
+
+
+def _time(message: Any, name: str) -> str | None:
+    """An RFC 3339 UTC time (`...Z`), or None when the field is unset."""
+    return getattr(message, name).ToJsonString() if message.HasField(name) else None
+
+
+def deliveries_to_json(response: jobs_pb2.ListWebhookDeliveriesResponse) -> dict[str, Any]:
+    """`GET /api/v1/jobs/{id}/webhook-deliveries` (API.md "Job control")."""
+    return {
+        "data": [
+            {
+                "attempt": delivery.attempt,
+                "at": _time(delivery, "at"),
+                "statusCode": delivery.status_code if delivery.HasField("status_code") else None,
+                "latencyMs": delivery.latency_ms if delivery.HasField("latency_ms") else None,
+                "error": delivery.error,
+                "nextAttemptAt": _time(delivery, "next_attempt_at"),
+            }
+            for delivery in response.deliveries
+        ],
+        "delivered": response.delivered,
     }
