@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference_service.engine.mouth_curve import mouth_openness, mouth_roundness
+from inference_service.engine.mouth_interior import Interior
 from inference_service.engine.mouth_rig import PUCKER, MouthRig
 from inference_service.engine.phonemes import PhonemeRecognizer, PhonemesUnavailable
 from inference_service.engine.visemes import MouthTargets, mouth_targets
@@ -48,6 +49,8 @@ class FaceDrive:
     # Equal keys within one job promise equal frame and landmarks (a still image): the rig
     # is reused.
     rig_key: object | None = None
+    # The person's own open mouth from another frame (video mode): what a new opening shows.
+    interior: Interior | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Animation(Protocol):
 class Animator(Protocol):
     batch_size: int
     device: str
+    # Whether ``FaceDrive.interior`` is used: the engine looks for one only then.
+    draws_interior: bool
 
     def start(self, tracks: Sequence[FloatArray], fps: float, frames: int) -> Animation:
         """A job's animation from its per-track mono audio at ``ANALYSIS_RATE``, aligned
@@ -137,6 +142,7 @@ class BuiltinAnimator:
 
     batch_size = 1
     device = "cpu"
+    draws_interior = True
 
     def __init__(self, *, phonemes: bool = True) -> None:
         # ``phonemes=False``: loudness alone drives the mouth (the articulation bench's baseline).
@@ -174,9 +180,13 @@ class BuiltinAnimation:
 
     def _rig(self, frame: UInt8Array, face: FaceDrive) -> MouthRig:
         if face.rig_key is None:
-            return MouthRig(frame, face.points, close_source=face.close_source)
+            return MouthRig(
+                frame, face.points, close_source=face.close_source, interior=face.interior
+            )
         rig = self._rigs.get(face.rig_key)
         if rig is None:
-            rig = MouthRig(frame, face.points, close_source=face.close_source)
+            rig = MouthRig(
+                frame, face.points, close_source=face.close_source, interior=face.interior
+            )
             self._rigs[face.rig_key] = rig
         return rig

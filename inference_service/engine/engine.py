@@ -41,6 +41,7 @@ from inference_service.engine.job_audio import (
     single_audio,
 )
 from inference_service.engine.mask import FrameMask
+from inference_service.engine.mouth_interior import InteriorBank
 from inference_service.engine.render_loop import FrameCallback, PostProcess, write_video
 from inference_service.engine.session import RenderSession
 from inference_service.engine.tracker import FaceTracker
@@ -60,6 +61,9 @@ FPS = 25
 # Below this the face mesh is unreliable and a mouth a few pixels wide cannot be animated.
 MIN_FACE_PX = 64
 MAX_AUDIO_S = 600.0
+# Video mode looks for the person's own open mouth this far into the video before drawing
+# (every other frame; later frames are offered while none is found).
+INTERIOR_SCAN_S = 3.0
 # Wider or taller than this and the output frame would be absurd (e.g. 480 x 30000 px).
 MAX_ASPECT = 4.0
 
@@ -288,7 +292,7 @@ class LipsyncEngine:
             stats = _TrackStats()
             written = write_video(
                 out_path,
-                self._video_jobs(reader, frames, tracker, stats, job.timings),
+                self._video_jobs(reader, frames, tracker, stats, job),
                 audio,
                 animation=animation,
                 batch_size=self.animator.batch_size,
@@ -364,8 +368,12 @@ class LipsyncEngine:
         frames: int,
         tracker: FaceTracker,
         stats: _TrackStats,
-        timings: dict[str, float],
+        job: RenderSession,
     ) -> Iterator[FrameJob]:
+        timings = job.timings
+        bank = InteriorBank()
+        if self.animator.draws_interior:
+            self._scan_interior(job.models, reader, frames, bank, timings)
         source = ping_pong(reader, frames, self.pingpong_cache_bytes)
         for index in range(frames):
             started = time.perf_counter()
@@ -378,9 +386,34 @@ class LipsyncEngine:
             if points is not None:
                 stats.largest_px = max(stats.largest_px, tracker.face_px)
                 if tracker.face_px >= self.min_face_px:
-                    faces = [FaceDrive(points, 0, close_source=True)]
+                    if bank.best is None and self.animator.draws_interior:
+                        bank.offer(frame, points)
+                    faces = [FaceDrive(points, 0, close_source=True, interior=bank.best)]
                     stats.animated += 1
             yield FrameJob(index, frame, faces)
+
+    def _scan_interior(
+        self,
+        models: FaceModels,
+        reader: VideoReader,
+        frames: int,
+        bank: InteriorBank,
+        timings: dict[str, float],
+    ) -> None:
+        """Offer ``bank`` every other frame of the video's first ``INTERIOR_SCAN_S``, so the
+        person's own open mouth is known before the first frame is drawn (the render's
+        face models: this runs before its own tracking starts, on the same thread)."""
+        scan = min(frames, round(INTERIOR_SCAN_S * float(reader.fps)))
+        tracker = FaceTracker(models, float(reader.fps) / 2)
+        started = time.perf_counter()
+        for index, frame in enumerate(reader.frames(0, scan)):
+            if index % 2:
+                continue
+            points = tracker.update(frame)
+            if points is not None and tracker.face_px >= self.min_face_px:
+                bank.offer(frame, points)
+        # Decoding and tracking, like the render's own: counted as detection.
+        timings["detect"] = timings.get("detect", 0.0) + time.perf_counter() - started
 
     def _mask(self, mask_path: str | Path | None, frame: UInt8Array) -> FrameMask | None:
         if mask_path is None:

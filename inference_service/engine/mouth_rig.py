@@ -42,6 +42,8 @@ import numpy as np
 import numpy.typing as npt
 
 from inference_service.engine import landmarks as lm
+from inference_service.engine import mouth_interior
+from inference_service.engine.mouth_interior import Interior
 from inference_service.engine.warp_math import FaceFrame, smoothstep
 
 FloatArray = npt.NDArray[np.float32]
@@ -53,10 +55,9 @@ MAX_OPEN_RATIO = 0.32
 MIN_VISIBLE_OPENING = 0.02
 # A source gap (inner lips apart) below this fraction of the mouth width counts as closed.
 CLOSED_MOUTH_RATIO = 0.06
-# Height of the visible upper-teeth band as a fraction of the mouth width.
-TEETH_RATIO = 0.11
-# Height of the tongue band along the gap's lower edge, as a fraction of the mouth width.
-TONGUE_RATIO = 0.07
+# An f or v: the gap shows this much (mouth widths) of the interior's top, the upper teeth,
+# stretched down to the lower lip.
+TEETH_ON_LIP = 0.05
 # How far (fraction of the distance to the centre) fully rounded lips move inward; negative
 # roundness (spread vowels) moves them outward. The face mesh reads lip width compressed (at
 # 0.22 a full pucker measured 6 % narrower), and people's rounded vowels are 15-25 % narrower
@@ -73,11 +74,6 @@ CLOSING_GAIN = 1.2
 # opening) would leave dark slivers of it: closing uses a flatter, wider profile.
 CLOSING_WIDTH = 1.15
 CLOSING_FLATNESS = 0.5
-# How dark the mouth cavity is against the lip-and-throat colour. Real open mouths are deep
-# shadow; at 1.0 the cavity read as a brown patch, and the face mesh (tests/quality) put the
-# inner lower lip halfway down it, measuring a wide-open mouth as barely parted. At 0.4 the
-# measured opening grows monotonically with the rendered one on both test faces.
-CAVITY_SHADE = 0.4
 # Width of the fade at the face oval (fraction of the mouth width) beyond which nothing moves.
 FACE_FEATHER = 0.12
 # fillPoly sub-pixel precision: coordinates are in 1/16 px.
@@ -101,7 +97,12 @@ class MouthRig:
     """Renders the mouth region of ``source`` at any opening in [0, 1]."""
 
     def __init__(
-        self, source: UInt8Array, points: FloatArray, *, close_source: bool = False
+        self,
+        source: UInt8Array,
+        points: FloatArray,
+        *,
+        close_source: bool = False,
+        interior: Interior | None = None,
     ) -> None:
         self.source = source
         height, width = source.shape[:2]
@@ -184,7 +185,12 @@ class MouthRig:
         pucker = self._pucker_basis(u, v, outer_top_v, lip_bottom_v)
         self._pucker_x = (pucker * self.frame.ex[0]).astype(np.float32)
         self._pucker_y = (pucker * self.frame.ex[1]).astype(np.float32)
-        self._cavity, self._teeth = self._colour_layers(points, u)
+        lips = mouth_interior.lip_colour(source, points)
+        self._lips_now = np.array([90, 90, 150], np.float32) if lips is None else lips
+        if interior is None:
+            skin = mouth_interior.skin_colour(source, points)
+            interior = mouth_interior.painted(self._lips_now, skin, teeth=self.draw_teeth)
+        self.interior = interior
 
     def _sorted_uv(self, points: FloatArray, indices: tuple[int, ...]) -> FloatArray:
         uv = self.frame.to_uv(points[list(indices)])
@@ -260,60 +266,15 @@ class MouthRig:
         cols = 1.0 - smoothstep(reach, reach + margin, np.abs(du))
         return (PUCKER * du * rows * cols).astype(np.float32)
 
-    def _colour_layers(self, points: FloatArray, u: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Per-pixel cavity and teeth colours, lit like the face they sit in."""
-        lip_ring = np.concatenate(
-            [points[list(lm.INNER_LOWER_LIP)], points[list(lm.OUTER_LOWER_LIP)][::-1]]
-        )
-        # Within the ROI only: video frames build a rig per frame, a full-frame mask costs ms.
-        rows, cols = self.box.slices
-        roi = self.source[rows, cols]
-        mask = np.zeros(roi.shape[:2], np.uint8)
-        offset = np.array([self.box.x0, self.box.y0], np.float32)
-        cv2.fillPoly(mask, [np.round(lip_ring - offset).astype(np.int32)], 255)
-        lip_colour = np.asarray(cv2.mean(roi, mask=mask)[:3], np.float32)
-        if not np.any(mask):
-            lip_colour = np.array([90, 90, 150], np.float32)
-        across = self._lip_profile(u)[..., np.newaxis]
-        brightness = float(np.clip(lip_colour.mean() / 140.0, 0.55, 1.15))
-        # The cavity is a deep red-brown shadow (half the lips' own hue, half a fixed throat
-        # colour), darkest in the middle where the throat is.
-        throat = np.array([22, 24, 80], np.float32) * brightness
-        cavity = (0.5 * lip_colour * 0.35 + 0.5 * throat) * (1.15 - 0.45 * across) * CAVITY_SHADE
-        # The tongue shows along the lower edge: a muted, lighter version of the lips.
-        tongue_tint = np.array([0.5, 0.5, 0.78], np.float32)  # BGR: redder than the lips
-        self._tongue = (lip_colour * tongue_tint * (0.7 + 0.3 * across)).astype(np.float32)
-        enamel = np.array([208, 216, 226], np.float32) * 0.8 + lip_colour * 0.2
-        # Teeth recede into shadow toward the mouth corners.
-        teeth = enamel * brightness * (0.5 + 0.45 * across)
-        return cavity.astype(np.float32), teeth.astype(np.float32)
-
-    def _gap_polygons(
-        self, opening: float, roundness: float, teeth: float = 0.0
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Outlines (ROI pixels) of the opened gap, the upper-teeth band and the tongue band."""
+    def _gap_outline(self, opening: float, roundness: float) -> FloatArray:
+        """Outline (ROI pixels) of the opened gap."""
         u = np.linspace(self._lip_u[0], self._lip_u[-1], _POLY_POINTS).astype(np.float32)
         rest_v = np.interp(u, self._lip_u, self._lip_v).astype(np.float32)
-        profile = self._lip_profile(u)
+        low_v = rest_v + opening * self.amplitude * self._lip_profile(u)
         # Rounded lips: the same gap profile, squeezed toward the centre like the lips around it.
         u = (self.centre_u + (u - self.centre_u) * (1.0 - PUCKER * roundness)).astype(np.float32)
-        drop = opening * self.amplitude * profile
-        teeth_drop = np.minimum(drop * 0.7, TEETH_RATIO * self.mouth_width * profile)
-        # An f or v: the upper teeth reach down to the lower lip tucked under them.
-        teeth_drop = teeth_drop + float(np.clip(teeth, 0.0, 1.0)) * (drop - teeth_drop)
-        tongue_rise = np.minimum(drop * 0.45, TONGUE_RATIO * self.mouth_width * profile)
-        offset = np.array([self.box.x0, self.box.y0], np.float32)
-
-        def outline(top: FloatArray, bottom: FloatArray) -> FloatArray:
-            ring = np.concatenate([np.stack([u, top], 1), np.stack([u, bottom], 1)[::-1]])
-            return self.frame.to_xy(ring) - offset
-
-        low_v = rest_v + drop
-        return (
-            outline(rest_v, low_v),
-            outline(rest_v, rest_v + teeth_drop),
-            outline(low_v - tongue_rise, low_v),
-        )
+        ring = np.concatenate([np.stack([u, rest_v], 1), np.stack([u, low_v], 1)[::-1]])
+        return self.frame.to_xy(ring) - np.array([self.box.x0, self.box.y0], np.float32)
 
     def render_into(
         self,
@@ -364,41 +325,55 @@ class MouthRig:
             np.uint8,
         )
         if opening > 0.0:
-            self._paint_mouth(warped, *self._gap_polygons(opening, roundness, teeth))
+            self._fill_mouth(warped, opening, roundness, float(np.clip(teeth, 0.0, 1.0)))
         canvas[rows, cols] = warped
 
-    def _paint_mouth(
-        self, roi: UInt8Array, gap: FloatArray, teeth: FloatArray, tongue: FloatArray
-    ) -> None:
-        x0 = max(int(np.floor(gap[:, 0].min())) - 2, 0)
-        y0 = max(int(np.floor(gap[:, 1].min())) - 2, 0)
-        x1 = min(int(np.ceil(gap[:, 0].max())) + 3, roi.shape[1])
-        y1 = min(int(np.ceil(gap[:, 1].max())) + 3, roi.shape[0])
-        if x1 <= x0 or y1 <= y0:
+    def _fill_mouth(self, roi: UInt8Array, opening: float, roundness: float, teeth: float) -> None:
+        """The opened gap, filled from the interior (``mouth_interior.fill``)."""
+        gap = self._gap_outline(opening, roundness)
+        box = _patch_box(gap, roi.shape)
+        if box is None:
             return
-        origin = np.array([x0, y0], np.float32)
-        size = (y1 - y0, x1 - x0)
-        alpha = _coverage(gap, origin, size, blur=False)
-        colour = self._cavity[y0:y1, x0:x1]
-        # Layers inside the cavity: a soft-topped tongue at the bottom, teeth at the top.
-        tongue_alpha = _coverage(tongue, origin, size, blur=True) * 0.7
-        colour = colour * (1.0 - tongue_alpha) + self._tongue[y0:y1, x0:x1] * tongue_alpha
-        if self.draw_teeth:
-            teeth_alpha = _coverage(teeth, origin, size, blur=True) * 0.9
-            colour = colour * (1.0 - teeth_alpha) + self._teeth[y0:y1, x0:x1] * teeth_alpha
+        x0, y0, x1, y1 = box
+        u, v = self.frame.grid_uv(
+            self.box.x0 + x0, self.box.y0 + y0, self.box.x0 + x1, self.box.y0 + y1
+        )
+        # Undo the pucker's squeeze: where along the resting lip line each pixel comes from.
+        u = self.centre_u + (u - self.centre_u) / (1.0 - PUCKER * roundness)
+        depth = (v - np.interp(u, self._lip_u, self._lip_v)) / self.mouth_width
+        height = opening * self.amplitude * self._lip_profile(u) / self.mouth_width
+        # An f or v: the upper teeth reach down to the lower lip tucked under them.
+        depth = depth * (
+            1.0 - teeth + teeth * np.minimum(1.0, TEETH_ON_LIP / np.maximum(height, 1e-3))
+        )
+        span = max(float(self._lip_u[-1] - self._lip_u[0]), 1.0)
+        colour = mouth_interior.fill(
+            self.interior,
+            ((u - self._lip_u[0]) / span).astype(np.float32),
+            depth.astype(np.float32),
+            height.astype(np.float32),
+            self._lips_now,
+        )
+        alpha = _coverage(gap, np.array([x0, y0], np.float32), (y1 - y0, x1 - x0))
         patch = roi[y0:y1, x0:x1].astype(np.float32)
         blended = patch * (1.0 - alpha) + colour * alpha + 0.5
         roi[y0:y1, x0:x1] = np.clip(blended, 0, 255).astype(np.uint8)
 
 
-def _coverage(
-    outline: FloatArray, origin: FloatArray, size: tuple[int, int], *, blur: bool
-) -> FloatArray:
+def _patch_box(outline: FloatArray, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """The ROI pixels a polygon can touch, with a margin for anti-aliasing; None if none."""
+    x0 = max(int(np.floor(outline[:, 0].min())) - 2, 0)
+    y0 = max(int(np.floor(outline[:, 1].min())) - 2, 0)
+    x1 = min(int(np.ceil(outline[:, 0].max())) + 3, shape[1])
+    y1 = min(int(np.ceil(outline[:, 1].max())) + 3, shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def _coverage(outline: FloatArray, origin: FloatArray, size: tuple[int, int]) -> FloatArray:
     """Anti-aliased coverage in [0, 1] of a polygon, shaped (rows, cols, 1)."""
     mask = np.zeros(size, np.uint8)
     points = np.round((outline - origin) * float(1 << _SHIFT)).astype(np.int32)
     cv2.fillPoly(mask, [points], 255, cv2.LINE_AA, _SHIFT)
-    if blur:
-        # Inner edges (teeth tips, tongue top) are soft in real footage at 480p/720p.
-        mask = np.asarray(cv2.GaussianBlur(mask, (3, 3), 0), np.uint8)
     return (mask.astype(np.float32) / 255.0)[..., np.newaxis]

@@ -77,6 +77,9 @@ def mouth_mask(points: FloatArray, shape: tuple[int, int]) -> tuple[FloatArray, 
 class TorchScriptAnimator:
     """An ``Animator`` around a scripted model; frames go to the device in batches."""
 
+    # The model redraws the whole lower face, interior included.
+    draws_interior = False
+
     def __init__(
         self, model_path: str | Path, *, device: str | None = None, batch_size: int = DEFAULT_BATCH
     ) -> None:

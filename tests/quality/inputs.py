@@ -26,6 +26,8 @@ FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
 
 SPEECH_RATE = 16000
+# The teeth of the talking-face video's speaker (BGR), when it shows them.
+IVORY = (150, 205, 228)
 # (F1, F2) in Hz: open "a", mid "e", spread "i", rounded "o" and "u".
 VOWELS = ((800, 1200), (500, 1800), (300, 2300), (450, 850), (320, 750))
 
@@ -129,7 +131,7 @@ def _cache_dir() -> Path:
 
 
 @functools.cache
-def face_video(seconds: float, talk_seed: int | None = 99) -> Path:
+def face_video(seconds: float, talk_seed: int | None = 99, *, teeth: bool = False) -> Path:
     """A talking (or, with ``talk_seed=None``, silent and still-mouthed) face video.
 
     Made once per process (a few seconds of work) and shared by the tests.
@@ -140,8 +142,10 @@ def face_video(seconds: float, talk_seed: int | None = 99) -> Path:
     sound = speech_signal(seconds, seed=talk_seed or 0)
     if talk_seed is None:
         sound = np.zeros_like(sound)
-    path = _cache_dir() / f"face-{seconds:g}-{talk_seed}.mp4"
-    return write_face_video(path, sound, mouth_openings(sound, frames))
+    path = _cache_dir() / f"face-{seconds:g}-{talk_seed}{'-teeth' if teeth else ''}.mp4"
+    return write_face_video(
+        path, sound, mouth_openings(sound, frames), teeth=IVORY if teeth else None
+    )
 
 
 def write_face_video(
@@ -151,18 +155,20 @@ def write_face_video(
     *,
     fps: int = 25,
     size: tuple[int, int] = (640, 480),
+    teeth: tuple[int, int, int] | None = None,
 ) -> Path:
     """A 4:3 video of the portrait with a slow pan and zoom, the mouth opened per frame.
 
     ``openings`` (0 closed .. 1 open, one per frame) drives a simple mouth
     opener of its own, independent of the engine; ``sound`` (mono, at
-    ``SPEECH_RATE``) is the video's sound track.
+    ``SPEECH_RATE``) is the video's sound track. With ``teeth`` (a BGR colour) the open
+    mouth shows this person's own teeth and tongue (``_MouthOpener``), else a plain dark gap.
     """
     portrait = load_image_bgr(portrait_path())
     faces = FaceTracker(people=1).faces(portrait)
     if not faces:
         raise RuntimeError("no face in the portrait")
-    talker = _MouthOpener(portrait, faces[0])
+    talker = _MouthOpener(portrait, faces[0], teeth=teeth)
     width, height = size
     frames = openings.size
     with Mp4Writer(
@@ -212,6 +218,24 @@ def _pan_zoom(image: UInt8Array, progress: float, width: int, height: int) -> UI
     )
 
 
+def _recolour_teeth(
+    image: UInt8Array, points: FloatArray, colour: tuple[int, int, int]
+) -> UInt8Array:
+    """The portrait with the teeth its rest mouth shows (bright, grey pixels between the
+    inner lips) in ``colour``, shaded as they were: one person, one set of teeth."""
+    inner = points[[78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]]
+    lower = points[[308, 324, 318, 402, 317, 14, 87, 178, 88, 95]]
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(np.concatenate([inner, lower])).astype(np.int32)], 255)
+    pixels = image.astype(np.float32)
+    grey = pixels.mean(axis=2)
+    teeth = (mask > 0) & (grey > 140) & (pixels.max(axis=2) - pixels.min(axis=2) < 60)
+    out = image.copy()
+    shade = (grey[teeth] / 255.0)[:, np.newaxis]
+    out[teeth] = np.clip(np.array(colour, np.float32) * shade * 1.1, 0, 255).astype(np.uint8)
+    return out
+
+
 class _MouthOpener:
     """A deliberately simple mouth opener for the *source* video (independent of the engine).
 
@@ -219,8 +243,11 @@ class _MouthOpener:
     the gap is painted dark; crude, but the face mesh reads it as an open mouth.
     """
 
-    def __init__(self, image: UInt8Array, points: FloatArray) -> None:
-        self.image = image
+    def __init__(
+        self, image: UInt8Array, points: FloatArray, *, teeth: tuple[int, int, int] | None = None
+    ) -> None:
+        self.image = image if teeth is None else _recolour_teeth(image, points, teeth)
+        self.teeth = teeth
         left, right = points[61], points[291]
         self.amplitude = 0.25 * float(np.linalg.norm(right - left))
         self.lower = points[[78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]]
@@ -238,11 +265,55 @@ class _MouthOpener:
         if opening <= 0.01:
             return self.image.copy()
         shift = opening * self.amplitude
-        warped = cv2.remap(self.image, self._xs, self._ys - shift * self._weight, cv2.INTER_LINEAR)
+        warped = np.asarray(
+            cv2.remap(self.image, self._xs, self._ys - shift * self._weight, cv2.INTER_LINEAR),
+            np.uint8,
+        )
         x = self.lower[:, 0]
         profile = np.sqrt(np.clip(1 - ((x - self._centre_x) / self._profile_half) ** 2, 0, 1))
         dropped = self.lower + np.stack([np.zeros_like(x), shift * profile], axis=1)
         # Paint only the new gap below the resting lower lip, so any visible teeth stay.
         ring = np.concatenate([self.lower, dropped[::-1]])
         cv2.fillPoly(warped, [np.round(ring * 16).astype(np.int32)], (45, 35, 70), cv2.LINE_AA, 4)
-        return np.asarray(warped, np.uint8)
+        if self.teeth is not None:
+            self._paint_teeth(warped, shift, self.teeth)
+        return warped
+
+    def _paint_teeth(self, image: UInt8Array, shift: float, colour: tuple[int, int, int]) -> None:
+        """This person's own mouth interior: teeth of ``colour`` along the top of the gap, each
+        outlined by a dark seam, and a pink tongue low in the gap (clipped to the gap).
+
+        Coloured and seamed, it is told apart from the engine's painted interior in a render."""
+        x = self.lower[:, 0]
+        profile = np.sqrt(np.clip(1 - ((x - self._centre_x) / self._profile_half) ** 2, 0, 1))
+        top = self.lower[:, 1]
+        gap = np.concatenate([self.lower, self.lower + np.stack([0 * x, shift * profile], 1)[::-1]])
+        inside = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(inside, [np.round(gap * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+        layer = image.copy()
+        teeth_h = np.minimum(0.5 * shift, 0.1 * 2 * self._profile_half) * profile
+        teeth = np.concatenate([np.stack([x, top - 1], 1), np.stack([x, top + teeth_h], 1)[::-1]])
+        cv2.fillPoly(layer, [np.round(teeth * 16).astype(np.int32)], colour, cv2.LINE_AA, 4)
+        tongue_h = 0.3 * shift * profile
+        bottom = top + shift * profile
+        tongue = np.concatenate(
+            [np.stack([x, bottom - tongue_h], 1), np.stack([x, bottom + 1], 1)[::-1]]
+        )
+        cv2.fillPoly(
+            layer, [np.round(tongue * 16).astype(np.int32)], (105, 110, 190), cv2.LINE_AA, 4
+        )
+        step = self._profile_half / 4
+        for k in range(-3, 4):
+            seam_x = self._centre_x + k * step
+            y0 = float(np.interp(seam_x, x, top))
+            height = float(np.interp(seam_x, x, teeth_h))
+            cv2.line(
+                layer,
+                (round(seam_x), round(y0)),
+                (round(seam_x), round(y0 + height)),
+                (70, 90, 110),
+                1,
+                cv2.LINE_AA,
+            )
+        alpha = (inside.astype(np.float32) / 255.0)[..., np.newaxis]
+        image[:] = np.clip(image * (1 - alpha) + layer * alpha + 0.5, 0, 255).astype(np.uint8)

@@ -402,9 +402,10 @@ def run_video(
     seconds: float = 4.0,
     seed: int = 12,
 ) -> ModeQuality:
-    """lipsync-video on a panning, zooming, already-talking portrait video longer than the audio."""
+    """lipsync-video on a panning, zooming, already-talking portrait video longer than the audio
+    (its speaker shows their own teeth, which the new mouth reuses)."""
     work.mkdir(parents=True, exist_ok=True)
-    source = inputs.face_video(seconds + 1.0, talk_seed=99)
+    source = inputs.face_video(seconds + 1.0, talk_seed=99, teeth=True)
     audio = inputs.write_speech(work / f"video-{seed}.wav", seconds, seed=seed, tail_s=0.8)
     out = work / f"video-{height}.mp4"
     started = time.perf_counter()
