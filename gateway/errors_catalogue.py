@@ -83,6 +83,18 @@ CATALOGUE: tuple[ErrorCode, ...] = (
         " when it ends.",
     ),
     ErrorCode("no_webhook", 409, "The job has no webhook to deliver again."),
+    ErrorCode(
+        "direct_uploads_unavailable",
+        409,
+        "Uploads are not kept in a bucket on this server, so a file cannot be sent straight"
+        " to one: send it to POST /api/v1/uploads (multipart) instead.",
+    ),
+    ErrorCode(
+        "upload_not_received",
+        409,
+        "The file of a direct upload is not in the bucket (yet, or not whole): send it with"
+        " the form of POST /api/v1/uploads/direct, then complete the upload again.",
+    ),
     ErrorCode("payload_too_large", 413, "The request body is over 64 KiB."),
     ErrorCode("file_too_large", 413, "An uploaded file is over the size limit of its kind."),
     ErrorCode(

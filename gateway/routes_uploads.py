@@ -11,6 +11,10 @@ Another account's upload, an unknown one and an expired one are the same 404.
 The file is downloadable at its `url` by its owner (API key or session) until
 `expiresAt`: served from the folder, or by a `307` to a short presigned URL of
 the bucket, as the results are (gateway/routes_files.py).
+
+Where uploads lie in a bucket, a client may also send the file straight there:
+`POST /api/v1/uploads/direct`, the presigned form, then
+`POST /api/v1/uploads/{id}/complete` (gateway/direct_uploads.py).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response, Security
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
@@ -28,9 +32,12 @@ from pydantic import BaseModel, Field
 
 from gateway import openapi
 from gateway.auth import Authenticator, Principal
+from gateway.direct_uploads import DirectForm, DirectUploadBody, DirectUploads, not_found
+from gateway.openapi_account import body as json_body
 from gateway.problems import Problem
 from gateway.upload_owners import UploadOwners
 from gateway.upload_stream import FIELD, receive_file
+from gateway.validation import parse_json_object, read_body, validate
 from lipsync_common.storage import ObjectStore
 from lipsync_common.uploads import (
     Upload,
@@ -58,6 +65,23 @@ class UploadDoc(BaseModel):
     expiresAt: str = Field(description="When the upload is deleted (RFC 3339, UTC).")
 
 
+class UploadForm(BaseModel):
+    method: Literal["POST"] = Field(description="Always POST: a presigned POST form.")
+    url: str = Field(description="The bucket's URL to send the form to.")
+    fields: dict[str, str] = Field(
+        description="Send each as a form field, as given, then the file as the last part,"
+        " named `file`, in one `multipart/form-data` body."
+    )
+
+
+class DirectUploadDoc(BaseModel):
+    id: str = Field(description="The upload's id (`up_...`), to complete it.")
+    upload: UploadForm
+    bytes: int = Field(description="The size the bucket takes: exactly the declared one.")
+    expiresAt: str = Field(description="When the form stops working (RFC 3339, UTC).")
+    completeUrl: str = Field(description="POST here once the file is sent.")
+
+
 def _multipart_body() -> dict[str, Any]:
     return {
         "requestBody": {
@@ -79,10 +103,6 @@ def _timestamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def not_found() -> Problem:
-    return Problem(404, "not_found", "no such upload for this account")
-
-
 class UploadRoutes:
     def __init__(
         self,
@@ -100,6 +120,7 @@ class UploadRoutes:
         self._limits = limits
         self._ttl_s = ttl_s
         self._clock = clock
+        self._direct = DirectUploads(store, owners, self._incoming, limits, ttl_s, clock)
 
     def _json(self, upload: Upload) -> dict[str, Any]:
         return {
@@ -151,9 +172,45 @@ class UploadRoutes:
         return JSONResponse(self._json(await self.read(upload_id, principal)))
 
     async def delete(self, upload_id: str, principal: Principal) -> Response:
-        await self.read(upload_id, principal)
+        try:
+            await self.read(upload_id, principal)
+        except Problem:
+            # A direct upload not completed yet is deleted too.
+            if not await self._direct.discard(upload_id, principal):
+                raise
+            return Response(status_code=204)
         await asyncio.to_thread(delete_upload, self._store, upload_id)
+        await self._direct.discard_leftovers(upload_id)
         return Response(status_code=204)
+
+    async def direct(self, request: Request, principal: Principal) -> JSONResponse:
+        self._direct.check_available()
+        body = validate(
+            DirectUploadBody,
+            parse_json_object(await read_body(request)),
+            allow_private_urls=False,
+        )
+        made = await self._direct.create(body, principal)
+        return JSONResponse(self._form_json(made), status_code=201)
+
+    def _form_json(self, made: DirectForm) -> dict[str, Any]:
+        upload_id = made.pending.id
+        base = f"{self._owners.public_url.rstrip('/')}/api/v1/uploads/{upload_id}"
+        return {
+            "id": upload_id,
+            "upload": {"method": "POST", "url": made.form.url, "fields": dict(made.form.fields)},
+            "bytes": made.pending.size,
+            "expiresAt": _timestamp(made.form_expires_at),
+            "completeUrl": f"{base}/complete",
+        }
+
+    async def complete(self, upload_id: str, principal: Principal) -> JSONResponse:
+        done = await self._direct.complete(upload_id, principal)
+        return JSONResponse(
+            self._json(done.upload),
+            status_code=201 if done.now else 200,
+            headers={"Location": f"/api/v1/uploads/{upload_id}"},
+        )
 
     async def content(self, request: Request, upload_id: str, principal: Principal) -> Response:
         upload = await self.read(upload_id, principal)
@@ -208,6 +265,56 @@ def router(
     )
     async def create_upload(request: Request, principal: Principal = any_credential) -> Response:
         return await handlers.create(request, principal)
+
+    @api.post(
+        "/direct",
+        name="create-direct-upload",
+        summary="Start an upload sent straight to the bucket: a presigned POST form for"
+        " exactly `bytes` bytes, valid 15 minutes; then complete it.",
+        status_code=201,
+        response_model=DirectUploadDoc,
+        openapi_extra=json_body(DirectUploadBody),
+        responses=openapi.problem_responses(
+            {
+                400: "the body is not a JSON object",
+                401: "missing or invalid credential",
+                409: "uploads are not kept in a bucket here (`direct_uploads_unavailable`):"
+                " use POST /api/v1/uploads",
+                413: "`bytes` is over the largest size limit, or the body over 64 KiB",
+                422: "`bytes` is missing, not an integer or under 1",
+            }
+        ),
+    )
+    async def create_direct_upload(
+        request: Request, principal: Principal = any_credential
+    ) -> Response:
+        return await handlers.direct(request, principal)
+
+    @api.post(
+        "/{id}/complete",
+        name="complete-upload",
+        summary="Check a file sent with the form of POST /uploads/direct and make it an"
+        " upload (201; 200 with the same object once it is complete).",
+        status_code=201,
+        response_model=UploadDoc,
+        responses={
+            200: {
+                "description": "Already completed: the same upload.",
+                "content": {"application/json": {"schema": openapi.ref(UploadDoc)}},
+            },
+            **openapi.problem_responses(
+                {
+                    401: "missing or invalid credential",
+                    404: "no such upload for this account, or it has expired",
+                    409: "the file has not arrived in the bucket (`upload_not_received`)",
+                    413: "the file is over the size limit of its kind: it was deleted",
+                    415: "the file is not of a type the API takes: it was deleted",
+                }
+            ),
+        },
+    )
+    async def complete_upload(id: str, principal: Principal = any_credential) -> Response:
+        return await handlers.complete(id, principal)
 
     not_found_doc = openapi.problem_responses(
         {401: "missing or invalid credential", 404: "no such upload for this account"}

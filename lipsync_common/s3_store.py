@@ -12,6 +12,17 @@ virtual-host style would need a DNS name per bucket. Presigned URLs are signed
 for `public_endpoint_url` when one is set (the host is part of the signature),
 so that a client outside the cluster can use them.
 
+Clients may send a file straight into the bucket (`post_form`): a presigned
+POST whose policy names the one key, the exact size (`content-length-range`
+with the same minimum and maximum) and the content type, so the bucket itself
+refuses a larger body, another key or another type (AWS S3 checks these
+conditions, and so does SeaweedFS: tests/integration/test_direct_uploads.py);
+a presigned PUT would bound the size only where the server checks a signed
+Content-Length, and says nothing of the limit to the client. `size` and
+`read_start` (a HEAD and a ranged GET) let the gateway check what arrived
+without reading it all, and `copy` is the bucket's own copy (a multipart copy past `part_bytes`),
+so no byte goes through the gateway.
+
 `expire_after` puts one lifecycle rule of ours (by its id, on our prefix) into
 the bucket's configuration, keeping the operator's other rules. S3 counts
 lifecycle ages in whole days from an object's creation, so the rule rounds the
@@ -35,7 +46,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lipsync_common.config import StorageSettings
-from lipsync_common.storage import NotStored, check_key
+from lipsync_common.storage import NotStored, PresignedPost, check_key
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +164,53 @@ class S3Store:
                 ExpiresIn=expires_s,
             )
         )
+
+    def post_form(self, key: str, size: int, content_type: str, expires_s: int) -> PresignedPost:
+        form = self.signer.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=self._name(key),
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", size, size]],
+            ExpiresIn=expires_s,
+        )
+        return PresignedPost(str(form["url"]), {k: str(v) for k, v in form["fields"].items()})
+
+    def size(self, key: str) -> int | None:
+        try:
+            reply = self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        return int(reply["ContentLength"])
+
+    def read_start(self, key: str, count: int) -> bytes:
+        try:
+            reply = self.client.get_object(
+                Bucket=self.bucket, Key=self._name(key), Range=f"bytes=0-{count - 1}"
+            )
+        except ClientError as exc:
+            if _missing(exc):
+                raise NotStored(key) from None
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # an empty object has no byte 0
+            raise
+        with reply["Body"] as body:
+            return bytes(body.read(count))
+
+    def copy(self, source: str, target: str, content_type: str) -> None:
+        try:
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self._name(source)},
+                self.bucket,
+                self._name(target),
+                ExtraArgs={"ContentType": content_type, "MetadataDirective": "REPLACE"},
+                Config=self.transfer,
+            )
+        except ClientError as exc:
+            if _missing(exc):
+                raise NotStored(source) from None
+            raise
 
     def expire_after(self, seconds: float) -> bool:
         slug = self.prefix.strip("/").replace("/", "-")

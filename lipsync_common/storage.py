@@ -20,13 +20,21 @@ The rules every implementation keeps:
   it); `upload_url` the same for a PUT straight into the store;
 * `expire_after(seconds)` asks the store to drop objects that old by itself (an
   S3 lifecycle rule); the retention sweep of job_service stays the guarantee.
+
+A store that clients may send files into themselves (a bucket, not a folder)
+also has the methods of `DirectUploadStore`: a presigned POST form for one key
+and one exact size, the size and first bytes of an object, and a copy inside
+the store. They are a protocol apart, so a folder store need not pretend to
+have them; callers ask `isinstance(store, DirectUploadStore)`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from lipsync_common.config import StorageSettings
 
@@ -76,6 +84,35 @@ class ObjectStore(Protocol):
 
     def expire_after(self, seconds: float) -> bool:
         """Have the store drop objects older than `seconds`; False if it cannot."""
+        ...
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    """A form that sends one file straight into the store: a `multipart/form-data`
+    POST to `url` with every member of `fields`, then the file as the last part."""
+
+    url: str
+    fields: Mapping[str, str]
+
+
+@runtime_checkable
+class DirectUploadStore(Protocol):
+    def post_form(self, key: str, size: int, content_type: str, expires_s: int) -> PresignedPost:
+        """A presigned POST valid `expires_s` that stores exactly `size` bytes at `key`,
+        typed `content_type`; the store itself refuses any other key, size or type."""
+        ...
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes; None when there is none."""
+        ...
+
+    def read_start(self, key: str, count: int) -> bytes:
+        """The first `count` bytes (fewer if the object is shorter); NotStored if none."""
+        ...
+
+    def copy(self, source: str, target: str, content_type: str) -> None:
+        """Copy the object `source` to `target` inside the store, typed `content_type`."""
         ...
 
 

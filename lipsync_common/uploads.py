@@ -14,6 +14,13 @@ download it there, and a job may name it in any media field. The workers never
 fetch such a URL over HTTP: they recognise it (`upload_id_in`) and copy the
 file from the store, so no private-address exception is needed for them.
 
+A direct upload (gateway/direct_uploads.py) goes into a bucket without the
+gateway: `<id>/pending.json` says who asked for it and how many bytes they
+declared, the client sends the file to `<id>/incoming`, and its completion
+copies it to `<id>/file` once its content is checked, writes `meta.json` and
+removes the other two. Until then there is no `meta.json`, so no reader sees
+the upload; one never completed is dropped with the rest by the lifecycle rule.
+
 Expiry: `LIPSYNC_UPLOAD_TTL_S` (24 h) after the upload. Readers treat an expired
 upload as gone at once; `UploadSweep` then deletes the objects of a folder store,
 and a bucket drops them by its lifecycle rule (`expire_after`, set at start-up).
@@ -67,6 +74,14 @@ def meta_key(upload_id: str) -> str:
     return f"{upload_id}/meta.json"
 
 
+def incoming_key(upload_id: str) -> str:
+    return f"{upload_id}/incoming"
+
+
+def pending_key(upload_id: str) -> str:
+    return f"{upload_id}/pending.json"
+
+
 def content_url(public_url: str, upload_id: str) -> str:
     return f"{public_url.rstrip('/')}{URL_PATH}{upload_id}{CONTENT_SUFFIX}"
 
@@ -114,12 +129,75 @@ class Upload:
         )
 
 
+@dataclass(frozen=True)
+class PendingUpload:
+    """A direct upload asked for but not completed, as `pending.json` holds it.
+
+    `created_at` and `expires_at` become the upload's own, so that its expiry
+    counts from the request, never from later than the bucket's object does."""
+
+    id: str
+    account_id: str
+    # The size declared, which the form's policy holds the bucket to.
+    size: int
+    created_at: float
+    expires_at: float
+
+    def expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires_at
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> PendingUpload:
+        value = json.loads(raw)
+        return cls(
+            id=str(value["id"]),
+            account_id=str(value["account_id"]),
+            size=int(value["size"]),
+            created_at=float(value["created_at"]),
+            expires_at=float(value["expires_at"]),
+        )
+
+
+def put_bytes(store: ObjectStore, key: str, raw: bytes, folder: Path) -> None:
+    """Store small `raw` bytes at `key` through a temporary file in `folder`."""
+    with tempfile.NamedTemporaryFile("wb", delete=False, dir=folder, prefix=".upload-") as out:
+        out.write(raw)
+    try:
+        store.put(key, Path(out.name))
+    finally:
+        Path(out.name).unlink(missing_ok=True)
+
+
 def store_upload(store: ObjectStore, upload: Upload, source: Path) -> None:
     """Store the file (taking `source`), then its metadata: blocking I/O."""
     store.put(file_key(upload.id), source)
-    with tempfile.NamedTemporaryFile("wb", delete=False, dir=source.parent) as meta:
-        meta.write(upload.to_json())
-    store.put(meta_key(upload.id), Path(meta.name))
+    put_bytes(store, meta_key(upload.id), upload.to_json(), source.parent)
+
+
+def read_pending(
+    store: ObjectStore, upload_id: str, now: float | None = None
+) -> PendingUpload | None:
+    """The live pending direct upload `upload_id`, or None (unknown, unreadable, expired)."""
+    try:
+        with store.open(pending_key(upload_id)) as stream:
+            pending = PendingUpload.from_json(stream.read(MAX_META_BYTES + 1))
+    except NotStored:
+        return None
+    except (ValueError, KeyError, TypeError):
+        log.warning("unreadable pending upload", extra={"fields": {"upload_id": upload_id}})
+        return None
+    if pending.id != upload_id or pending.expired(now):
+        return None
+    return pending
+
+
+def discard_pending(store: ObjectStore, upload_id: str) -> None:
+    """Remove a direct upload's request and whatever the client sent: blocking I/O."""
+    store.delete(pending_key(upload_id))
+    store.delete(incoming_key(upload_id))
 
 
 def read_upload(store: ObjectStore, upload_id: str, now: float | None = None) -> Upload | None:
