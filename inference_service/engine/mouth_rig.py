@@ -61,8 +61,10 @@ TEETH_ON_LIP = 0.05
 # How far (fraction of the distance to the centre) fully rounded lips move inward; negative
 # roundness (spread vowels) moves them outward. The face mesh reads lip width compressed (at
 # 0.22 a full pucker measured 6 % narrower), and people's rounded vowels are 15-25 % narrower
-# than their spread ones.
-PUCKER = 0.5
+# than their spread ones. At 0.5 the articulation bench's rounded vowels read 0.87 (English)
+# and 0.88-0.90 (Korean, whose vowels the phoneme model hears less surely) of the spread
+# ones' width; 0.56 brings both under 0.88.
+PUCKER = 0.56
 # Sealing an open rest mouth: the shares of its gap by which the lower lip rises and the
 # upper lip comes down.
 SEAL_LOWER = 0.7

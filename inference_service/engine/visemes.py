@@ -74,7 +74,9 @@ _OPEN = set("aɑæɐʌäàåã")
 # Consonants and central vowels: a sound, so a mouth shape, just not a distinctive one.
 _NEUTRAL = set("tdnkgɡqcɟlrɾɹɻszʃʒʂʐɕʑçʝxɣχʁhɦjŋɲɳɴθðʔɫʎəɚɝɜɤɰʈɖɗʀħɮɸβɽ")
 
+# Lips round this far ahead of a rounded vowel, and spread this far ahead of a spread one.
 ROUND_LEAD_S = 0.1
+SPREAD_LEAD_S = 0.06
 # Lips reach each shape a little before it is heard.
 LIP_LEAD_S = 0.02
 JAW_LEAD_S = 0.0
@@ -230,9 +232,8 @@ def _vowel_rounding(posteriors: Posteriors, matrix: FloatArray) -> FloatArray:
         following = vowels[index + 1][0] if index + 1 < len(vowels) else math.inf
         end = min(following, start + VOWEL_HOLD_S)
         # Rounding starts ahead of its vowel, over the consonants and the previous vowel's
-        # tail; spreading starts with the vowel.
-        if rounding > 0.0:
-            start -= ROUND_LEAD_S
+        # tail; spreading a little ahead too (the model emits a vowel some 60 ms into it).
+        start -= ROUND_LEAD_S if rounding > 0.0 else SPREAD_LEAD_S
         out[max(round(start / FRAME_S), 0) : round(end / FRAME_S)] = rounding
     return out
 

@@ -101,13 +101,16 @@ def test_a_bilabial_closes_the_lips_on_a_frame_just_before_it_is_emitted() -> No
     assert targets.closure[:15].max() == 0 and targets.closure[22:].max() == 0
 
 
-def test_lips_round_ahead_of_a_rounded_vowel_and_spread_with_a_spread_one() -> None:
+def test_lips_round_ahead_of_a_rounded_vowel_and_spread_just_ahead_of_a_spread_one() -> None:
     post = _posteriors(2.0, [("t", 0.5, 0.95), ("u", 0.6, 0.95), ("i", 1.2, 0.95)])
     targets = mouth_targets(post, FPS, 50)
     at = round(0.6 * FPS)
     assert targets.round[at] > 0.8  # rounded on the vowel
     assert targets.round[at - 2] > 0.3  # ...and already 80 ms before it (over the "t")
     assert targets.round[round(1.3 * FPS)] < -0.8  # spread on the "i"
+    # ...already 40 ms before its emission (heard some way into the vowel), not 160 ms.
+    assert targets.round[round(1.16 * FPS)] < -0.8
+    assert targets.round[round(1.04 * FPS)] == 0.0
     assert targets.round[: round(0.4 * FPS)].max() == 0.0
 
 
