@@ -164,6 +164,8 @@ def write_strips(runs: list[Run], out: Path) -> dict[str, str]:
 class Articulation:
     engine: list[articulation.LanguageFigures]
     loudness_only: list[articulation.LanguageFigures]
+    # The same sentences on the portrait with her lips closed at rest: informative only.
+    closed_rest: list[articulation.LanguageFigures]
     strips: dict[str, str]
 
     def record(self) -> dict[str, Any]:
@@ -176,6 +178,7 @@ class Articulation:
             "sentences": articulation.SENTENCES,
             "engine": [f.summary() for f in self.engine],
             "loudness_only": [f.summary() for f in self.loudness_only],
+            "closed_rest": [f.summary() for f in self.closed_rest],
             "verdicts": [
                 {"rule": rule, "figure": figure, "passed": passed}
                 for f in self.engine
@@ -202,13 +205,16 @@ def measure_articulation(engine: LipsyncEngine, out: Path, height: int) -> Artic
     baseline_engine = LipsyncEngine(animator=BuiltinAnimator(phonemes=False))
     baseline_engine.setup()
     baseline, _ = articulation.measure(baseline_engine, height=height)
+    with tempfile.TemporaryDirectory(prefix="closed-rest-") as tmp:
+        closed = articulation.closed_mouth_portrait(Path(tmp) / "closed.png")
+        closed_rest, _ = articulation.measure(engine, height=height, portrait=closed)
     written = {}
     for voice, sentences in rendered.items():
         name = f"strip-articulation-{voice}.png"
         articulation.write_strip(sentences, out / name)
         written[voice] = name
     print(f"articulation {height}p: {time.perf_counter() - started:.1f} s", flush=True)
-    return Articulation(figures, baseline, written)
+    return Articulation(figures, baseline, closed_rest, written)
 
 
 def articulation_markdown(result: Articulation | None) -> list[str]:
@@ -234,7 +240,11 @@ def articulation_markdown(result: Articulation | None) -> list[str]:
         " sync r per sentence | speed x |",
         "|---|---|---|---|---|---|---|",
     ]
-    for label, figures in (("phonemes", result.engine), ("loudness only", result.loudness_only)):
+    for label, figures in (
+        ("phonemes", result.engine),
+        ("loudness only", result.loudness_only),
+        ("phonemes, lips closed at rest", result.closed_rest),
+    ):
         for f in figures:
             lines.append(
                 f"| {f.voice} | {label} | {f.closed}/{f.bilabials} ({f.closure_share:.0%}) |"
@@ -245,7 +255,11 @@ def articulation_markdown(result: Articulation | None) -> list[str]:
         "",
         "Sync r here is of espeak-ng's sentences: a mouth that shuts on every m/b/p and opens"
         " an ee less than an ah follows the loudness less closely by design; the sync rule"
-        " applies to the renders above.",
+        " applies to the renders above. Most of the drop is her smile: in every pause her"
+        " lips are apart (the portrait's own mouth), and each m/b/p seals them, below the"
+        " pause level, while the sound is loud. *Lips closed at rest* is the same portrait"
+        " with her lips sealed at rest (by the engine's own rig; targets not applied): its"
+        " sync r is what a closed-mouth face gets.",
         "",
         "Strips: one tile per classified phoneme (B: m/b/p, its most closed frame; O: open"
         " vowel, its widest; R: rounded; S: spread).",

@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference_service.engine import LipsyncEngine
+from inference_service.engine.mouth_rig import MouthRig
 from inference_service.media import load_image_bgr
 from tests.media_fixtures import portrait_path
 from tests.quality import speech
@@ -185,8 +186,15 @@ class LanguageFigures:
 
 
 def render_sentence(
-    engine: LipsyncEngine, work: Path, voice: str, text: str, index: int, height: int
+    engine: LipsyncEngine,
+    work: Path,
+    voice: str,
+    text: str,
+    index: int,
+    height: int,
+    portrait: Path | None = None,
 ) -> Sentence:
+    portrait = portrait or portrait_path()
     utterance = speech.synthesize(text, voice)
     pad = np.zeros(round(PAD_S * utterance.rate), np.float32)
     samples = np.concatenate([pad, utterance.samples, pad])
@@ -194,10 +202,10 @@ def render_sentence(
     out = work / f"{voice}-{index}-{height}.mp4"
     started = time.perf_counter()
     engine.render_image(
-        str(portrait_path()), str(audio), str(out), height=height, seed=1, idle_motion=False
+        str(portrait), str(audio), str(out), height=height, seed=1, idle_motion=False
     )
     render_s = time.perf_counter() - started
-    reference = scaled_reference(load_image_bgr(portrait_path()), height)
+    reference = scaled_reference(load_image_bgr(portrait), height)
     rest = rest_landmarks(reference, 1)[0]
     if rest is None:
         raise RuntimeError("no face in the reference portrait")
@@ -309,8 +317,10 @@ def measure(
     height: int = 480,
     voices: tuple[str, ...] = ("en-us", "ko"),
     progress: Callable[[str], None] | None = None,
+    portrait: Path | None = None,
 ) -> tuple[list[LanguageFigures], dict[str, list[Sentence]]]:
-    """Render every sentence of each voice and return the figures per voice."""
+    """Render every sentence of each voice (on ``portrait``, the astronaut by default) and
+    return the figures per voice."""
     with tempfile.TemporaryDirectory(prefix="articulation-") as tmp:
         folder = work or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -318,7 +328,7 @@ def measure(
         rendered: dict[str, list[Sentence]] = {}
         for voice in voices:
             sentences = [
-                render_sentence(engine, folder, voice, text, index, height)
+                render_sentence(engine, folder, voice, text, index, height, portrait)
                 for index, text in enumerate(SENTENCES[voice])
             ]
             rendered[voice] = sentences
@@ -326,6 +336,22 @@ def measure(
             if progress is not None:
                 progress(f"articulation {voice}: {results[-1].summary()}")
     return results, rendered
+
+
+def closed_mouth_portrait(path: Path) -> Path:
+    """The astronaut with her lips closed at rest, written to ``path``: her smile shows
+    teeth, so every m/b/p seals lips that are apart in every pause, which weighs on the
+    loudness sync; this face tells that effect from the drive's own. Her lips are sealed
+    by the engine's own rig (``MouthRig(closure=1)``), the one input made with engine code."""
+    image = load_image_bgr(portrait_path())
+    points = rest_landmarks(image, 1)[0]
+    if points is None:
+        raise RuntimeError("no face in the portrait")
+    sealed = image.copy()
+    MouthRig(image, points.astype(np.float32)).render_into(sealed, 0.0, 0.0, closure=1.0)
+    if not cv2.imwrite(str(path), sealed):
+        raise RuntimeError(f"could not write {path}")
+    return path
 
 
 # --- strips -----------------------------------------------------------------------------------
