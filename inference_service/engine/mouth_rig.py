@@ -61,10 +61,12 @@ TEETH_ON_LIP = 0.05
 # How far (fraction of the distance to the centre) fully rounded lips move inward; negative
 # roundness (spread vowels) moves them outward. The face mesh reads lip width compressed (at
 # 0.22 a full pucker measured 6 % narrower), and people's rounded vowels are 15-25 % narrower
-# than their spread ones. At 0.5 the articulation bench's rounded vowels read 0.87 (English)
-# and 0.88-0.90 (Korean, whose vowels the phoneme model hears less surely) of the spread
-# ones' width; 0.56 brings both under 0.88.
+# than their spread ones. The articulation bench reads rounded vowels at 0.87 (English) and
+# 0.91 (Korean, whose vowels the phoneme model hears less surely) of the spread ones' width;
+# stronger pulls measured no narrower (the mesh holds the corners to its mean shape).
 PUCKER = 0.56
+# The same for spread lips (negative roundness), read from nearer the centre.
+SPREAD = 0.56
 # Sealing an open rest mouth: the shares of its gap by which the lower lip rises and the
 # upper lip comes down.
 SEAL_LOWER = 0.7
@@ -184,9 +186,11 @@ class MouthRig:
         drop = self.seal * SEAL_UPPER * upper_lip * closing_lips * face
         self._seal_x = (drop * self.frame.ey[0]).astype(np.float32)
         self._seal_y = (drop * self.frame.ey[1]).astype(np.float32)
-        pucker = self._pucker_basis(u, v, outer_top_v, lip_bottom_v)
+        pucker, spread = self._pucker_basis(u, v, outer_top_v, lip_bottom_v)
         self._pucker_x = (pucker * self.frame.ex[0]).astype(np.float32)
         self._pucker_y = (pucker * self.frame.ex[1]).astype(np.float32)
+        self._spread_x = (spread * self.frame.ex[0]).astype(np.float32)
+        self._spread_y = (spread * self.frame.ex[1]).astype(np.float32)
         lips = mouth_interior.lip_colour(source, points)
         self._lips_now = np.array([90, 90, 150], np.float32) if lips is None else lips
         if interior is None:
@@ -257,16 +261,33 @@ class MouthRig:
 
     def _pucker_basis(
         self, u: FloatArray, v: FloatArray, top_v: float, bottom_v: float
-    ) -> FloatArray:
-        """Inward pull along ``u`` per unit roundness: lips only, fading into the cheeks."""
+    ) -> tuple[FloatArray, FloatArray]:
+        """Pull along ``u`` per unit roundness, lips only, fading into the cheeks: inward for
+        rounded lips (positive roundness), outward for spread ones.
+
+        Rounding is defined forward: a source point at ``s`` from the centre is drawn at
+        ``s / (1 + PUCKER)`` out to ``reach``, then less and less squeezed, to unmoved at
+        ``reach + margin``, and the backward map is that inverted. Written backward (show
+        the source at ``du * (1 + PUCKER * fade)``) it folds where the fade falls, showing
+        the cheek beside the corners twice, mirrored: grey smudges on a smiling face. The
+        forward map only stretches there, and never reads past ``reach + margin``.
+        Spreading (read from nearer the centre) does not fold written backward.
+        """
         margin = 0.25 * self.mouth_width
         rows = smoothstep(top_v - margin, top_v, v) * (
             1.0 - smoothstep(bottom_v, bottom_v + margin, v)
         )
         du = u - self.centre_u
         reach = 0.5 * self.mouth_width
+        source = np.linspace(0.0, reach + margin, 512, dtype=np.float32)
+        keep = 1.0 - smoothstep(reach, reach + margin, source)
+        drawn = source - source * keep * (PUCKER / (1.0 + PUCKER))
+        far = np.abs(du)
+        pull = np.where(far < drawn[-1], np.interp(far, drawn, source) - far, 0.0)
+        inward = np.sign(du) * pull * rows
         cols = 1.0 - smoothstep(reach, reach + margin, np.abs(du))
-        return (PUCKER * du * rows * cols).astype(np.float32)
+        outward = -SPREAD * du * rows * cols
+        return inward.astype(np.float32), outward.astype(np.float32)
 
     def _gap_outline(self, opening: float, roundness: float) -> FloatArray:
         """Outline (ROI pixels) of the opened gap."""
@@ -307,19 +328,22 @@ class MouthRig:
             canvas[rows, cols] = self.source[rows, cols]
             return
         # The lower lip drops by the new opening after rising by the source's own (video) gap.
+        rounded, spread = max(roundness, 0.0), max(-roundness, 0.0)
         map_x = (
             self._grid_x
             - opening * self._shift_x
             + lift * self._close_x
             - seal * self._seal_x
-            + roundness * self._pucker_x
+            + rounded * self._pucker_x
+            + spread * self._spread_x
         ).astype(np.float32)
         map_y = (
             self._grid_y
             - opening * self._shift_y
             + lift * self._close_y
             - seal * self._seal_y
-            + roundness * self._pucker_y
+            + rounded * self._pucker_y
+            + spread * self._spread_y
         ).astype(np.float32)
         # remap returns a new ROI-sized array, so the source stays pristine for the next frame.
         warped = np.asarray(

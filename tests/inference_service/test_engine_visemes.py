@@ -241,3 +241,17 @@ def test_an_f_shows_the_upper_teeth_down_to_the_lower_lip(
     assert changed.any()
     # Where they differ, the f's mouth is lighter: teeth, not the cavity's shadow.
     assert teeth[changed].mean() > plain[changed].mean() + 20
+
+
+def test_rounding_and_spreading_never_fold_the_cheeks(
+    smiling: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Along the mouth, the source column each output pixel shows only moves one way: a map
+    that turns back shows the cheek beside the mouth twice, mirrored (grey smudges)."""
+    image, points = smiling
+    rig = MouthRig(image, points)
+    assert abs(rig.frame.ex[1]) < 0.05  # her face is upright: along the mouth is along x
+    for pull in (rig._pucker_x, rig._spread_x):
+        source_x = rig._grid_x + pull
+        assert np.abs(pull).max() > 0.1 * rig.mouth_width  # it does move the lips
+        assert np.diff(source_x, axis=1).min() > 0.0

@@ -27,7 +27,7 @@ UInt8Array = npt.NDArray[np.uint8]
 
 SPEECH_RATE = 16000
 # The teeth of the talking-face video's speaker (BGR), when it shows them.
-IVORY = (150, 205, 228)
+IVORY = (196, 218, 232)
 # (F1, F2) in Hz: open "a", mid "e", spread "i", rounded "o" and "u".
 VOWELS = ((800, 1200), (500, 1800), (300, 2300), (450, 850), (320, 750))
 
