@@ -41,7 +41,7 @@ from inference_service.engine.job_audio import (
     single_audio,
 )
 from inference_service.engine.mask import FrameMask
-from inference_service.engine.mouth_interior import InteriorBank
+from inference_service.engine.mouth_interior import Interior, InteriorBank
 from inference_service.engine.render_loop import FrameCallback, PostProcess, write_video
 from inference_service.engine.session import RenderSession
 from inference_service.engine.tracker import FaceTracker
@@ -61,9 +61,11 @@ FPS = 25
 # Below this the face mesh is unreliable and a mouth a few pixels wide cannot be animated.
 MIN_FACE_PX = 64
 MAX_AUDIO_S = 600.0
-# Video mode looks for the person's own open mouth this far into the video before drawing
-# (every other frame; later frames are offered while none is found).
-INTERIOR_SCAN_S = 3.0
+# Video mode holds back up to this many first frames (25 MB each at 720p: 66 MB) while it
+# looks for the person's own open mouth, stopping early at one open WIDE_OPEN mouth widths;
+# later frames are looked at while none is found.
+INTERIOR_LOOKAHEAD = 24
+WIDE_OPEN = 0.2
 # Wider or taller than this and the output frame would be absurd (e.g. 480 x 30000 px).
 MAX_ASPECT = 4.0
 
@@ -371,9 +373,11 @@ class LipsyncEngine:
         job: RenderSession,
     ) -> Iterator[FrameJob]:
         timings = job.timings
-        bank = InteriorBank()
-        if self.animator.draws_interior:
-            self._scan_interior(job.models, reader, frames, bank, timings)
+        # Frames held back until the person's own open mouth is seen (or for at most
+        # INTERIOR_LOOKAHEAD of them), so that the first frames drawn already use it.
+        held: list[tuple[int, UInt8Array, FloatArray | None]] = []
+        bank = InteriorBank() if self.animator.draws_interior else None
+        holding = bank is not None
         source = ping_pong(reader, frames, self.pingpong_cache_bytes)
         for index in range(frames):
             started = time.perf_counter()
@@ -382,38 +386,37 @@ class LipsyncEngine:
             points = tracker.update(frame)
             timings["decode"] = timings.get("decode", 0.0) + decoded - started
             timings["detect"] = timings.get("detect", 0.0) + time.perf_counter() - decoded
-            faces: list[FaceDrive] = []
+            animated: FloatArray | None = None
             if points is not None:
                 stats.largest_px = max(stats.largest_px, tracker.face_px)
                 if tracker.face_px >= self.min_face_px:
-                    if bank.best is None and self.animator.draws_interior:
-                        bank.offer(frame, points)
-                    faces = [FaceDrive(points, 0, close_source=True, interior=bank.best)]
+                    animated = points
                     stats.animated += 1
-            yield FrameJob(index, frame, faces)
-
-    def _scan_interior(
-        self,
-        models: FaceModels,
-        reader: VideoReader,
-        frames: int,
-        bank: InteriorBank,
-        timings: dict[str, float],
-    ) -> None:
-        """Offer ``bank`` every other frame of the video's first ``INTERIOR_SCAN_S``, so the
-        person's own open mouth is known before the first frame is drawn (the render's
-        face models: this runs before its own tracking starts, on the same thread)."""
-        scan = min(frames, round(INTERIOR_SCAN_S * float(reader.fps)))
-        tracker = FaceTracker(models, float(reader.fps) / 2)
-        started = time.perf_counter()
-        for index, frame in enumerate(reader.frames(0, scan)):
-            if index % 2:
+            if bank is None:
+                yield self._video_frame(index, frame, animated, None)
                 continue
-            points = tracker.update(frame)
-            if points is not None and tracker.face_px >= self.min_face_px:
-                bank.offer(frame, points)
-        # Decoding and tracking, like the render's own: counted as detection.
-        timings["detect"] = timings.get("detect", 0.0) + time.perf_counter() - started
+            # While holding, the widest mouth wins; afterwards only a first one is taken
+            # (swapping teeth mid-video would show).
+            if animated is not None and (holding or bank.best is None):
+                bank.offer(frame, animated)
+            if not holding:
+                yield self._video_frame(index, frame, animated, bank.best)
+                continue
+            held.append((index, frame, animated))
+            seen = bank.best is not None and bank.best.opening >= WIDE_OPEN
+            if seen or len(held) == INTERIOR_LOOKAHEAD or index + 1 == frames:
+                holding = False
+                for number, early, early_points in held:
+                    yield self._video_frame(number, early, early_points, bank.best)
+                held.clear()
+
+    @staticmethod
+    def _video_frame(
+        index: int, frame: UInt8Array, points: FloatArray | None, interior: Interior | None
+    ) -> FrameJob:
+        if points is None:
+            return FrameJob(index, frame, [])
+        return FrameJob(index, frame, [FaceDrive(points, 0, close_source=True, interior=interior)])
 
     def _mask(self, mask_path: str | Path | None, frame: UInt8Array) -> FrameMask | None:
         if mask_path is None:

@@ -16,10 +16,10 @@ filled from that texture, warped to the new gap, instead of painted teeth:
 * The texture is relit by the ratio of the lips' colour now to the lips' colour
   in the exemplar's frame, so a face that walks into shade keeps a matching mouth.
 
-Which frames: ``InteriorBank`` watches frames with their landmarks (the engine
-scans the first seconds of the video before rendering, then keeps watching the
-frames it renders while it has none) and keeps the widest open mouth it has
-seen, if any mouth opened to ``OPEN_ENOUGH`` at all.
+Which frames: ``InteriorBank`` watches frames with their landmarks and keeps
+the widest open mouth it has seen, if any opened to ``OPEN_ENOUGH`` at all. The
+engine holds back the video's first frames (up to a second) until one is open
+wide, so those are drawn with it too, then keeps looking while it has none.
 
 Where no frame shows it (a still portrait with closed lips, a video whose
 speaker never opens the mouth), ``painted`` makes the same kind of texture from
