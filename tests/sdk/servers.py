@@ -6,7 +6,9 @@ API's 429s and 503s that the stack cannot be made to give on demand.
 `DroppingProxy` relays TCP to the real gateway, but for the first `drops`
 requests it lets the gateway answer, reads the answer, and closes the
 client's connection without passing it on: the request took effect, and the
-client saw only a connection that died.
+client saw only a connection that died. With `drops=0` it only relays, and
+its `request_lines` say what the gateway was sent (a direct upload's file
+never is).
 """
 
 from __future__ import annotations
@@ -37,9 +39,16 @@ class ScriptedServer:
                 status, headers, payload = (
                     server.answers.pop(0) if server.answers else (500, {}, {"detail": "no answer"})
                 )
-                raw = json.dumps(payload).encode()
+                # Bytes go out as they are (a bucket's XML), None as no body at all.
+                if isinstance(payload, bytes):
+                    raw = payload
+                elif payload is None:
+                    raw = b""
+                else:
+                    raw = json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                if "content-type" not in {name.lower() for name in headers}:
+                    self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(raw)))
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -62,13 +71,21 @@ class ScriptedServer:
 
 class DroppingProxy:
     def __init__(
-        self, upstream: str, drops: int = 1, should_drop: Callable[[bytes], bool] | None = None
+        self,
+        upstream: str,
+        drops: int = 1,
+        should_drop: Callable[[bytes], bool] | None = None,
+        on_answered: Callable[[bytes], None] | None = None,
     ) -> None:
         host, port = upstream.removeprefix("http://").split(":")
         self.upstream = (host, int(port))
         self.drops = drops
         self.dropped: list[bytes] = []
         self.relayed = 0
+        # The request line of every request relayed, in order ("POST /api/v1/uploads HTTP/1.1").
+        self.request_lines: list[str] = []
+        # Called with each request once the gateway has answered it, before the client sees it.
+        self._on_answered = on_answered
         self._should_drop = should_drop or (lambda request: True)
         self._lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -92,7 +109,10 @@ class DroppingProxy:
                     return
                 upstream.sendall(request)
                 answer = read_message(upstream)
+                if self._on_answered is not None:
+                    self._on_answered(request)
                 with self._lock:
+                    self.request_lines.append(request.split(b"\r\n", 1)[0].decode("latin-1"))
                     drop = self.drops > 0 and self._should_drop(request)
                     if drop:
                         self.drops -= 1

@@ -1,6 +1,9 @@
 """Local files in, a finished MP4 out: media that are paths or open files are uploaded first.
 
-`POST /api/v1/uploads` comes with issue 10. Until the gateway has it, it
+Here the multipart upload, which a server with local files gets (the
+session's stack: it answers POST /uploads/direct with 409, and the SDK falls
+back); straight to a bucket is tests/sdk/test_direct_uploads.py.
+`POST /api/v1/uploads` came with issue 10. Until the gateway has it, it
 answers 404, the SDK raises UploadsUnavailableError (the CLI exits 3 and
 says to pass URLs), and the end-to-end tests here are skipped with that
 reason; they run unchanged once uploads exist. Meanwhile the upload request
@@ -23,6 +26,10 @@ from tests.sdk.conftest import SdkStack
 from tests.sdk.servers import ScriptedServer
 
 SKIP_REASON = "uploads: issue 10 (POST /api/v1/uploads answers 404 on this stack)"
+
+
+# What a server with local files answers POST /uploads/direct: the client then sends multipart.
+NO_DIRECT = (409, {}, {"status": 409, "code": "direct_uploads_unavailable", "detail": "local"})
 
 
 def upload_answer(upload_id: str, kind: str, size: int) -> tuple[int, dict[str, str], dict]:
@@ -52,13 +59,19 @@ def test_upload_request_is_multipart_with_progress_and_retried_whole(
 ) -> None:
     face = DATA_DIR / "astronaut.jpg"
     size = face.stat().st_size
-    scripted.answers = [(503, {}, {"status": 503}), upload_answer("up_1", "image", size)]
+    scripted.answers = [NO_DIRECT, (503, {}, {"status": 503}), upload_answer("up_1", "image", size)]
     progress: list[tuple[str, int, int | None]] = []
     with Client(api_key="sk_test", base_url=scripted.url) as client:
         upload = client.uploads.create(face, on_progress=lambda *p: progress.append(p))
     assert (upload.id, upload.kind, upload.bytes) == ("up_1", "image", size)
-    assert len(scripted.requests) == 2
-    for method, path, headers, body in scripted.requests:
+    asked, *sent = scripted.requests
+    assert (asked[0], asked[1], json.loads(asked[3])) == (
+        "POST",
+        "/api/v1/uploads/direct",
+        {"bytes": size},
+    )
+    assert len(sent) == 2
+    for method, path, headers, body in sent:
         assert (method, path) == ("POST", "/api/v1/uploads")
         assert headers["content-type"].startswith("multipart/form-data; boundary=")
         assert b'name="file"; filename="astronaut.jpg"' in body
@@ -72,6 +85,7 @@ def test_local_media_are_uploaded_then_sent_as_urls(
     voice = tmp_path / "voice.wav"
     voice.write_bytes(b"RIFF" + b"\0" * 100)
     scripted.answers = [
+        NO_DIRECT,
         upload_answer("up_face", "image", 1),
         upload_answer("up_voice", "audio", 1),
         (202, {}, {"id": "job-1", "status": "processing"}),
@@ -88,12 +102,21 @@ def test_local_media_are_uploaded_then_sent_as_urls(
         "resolution": "720p",
     }
     assert headers["idempotency-key"]
-    assert b'filename="voice.wav"' in scripted.requests[1][3]
+    # The client asked for a direct upload once, not once per file.
+    assert [path for _, path, _, _ in scripted.requests] == [
+        "/api/v1/uploads/direct",
+        "/api/v1/uploads",
+        "/api/v1/uploads",
+        "/api/v1/lipsync-image",
+    ]
+    assert b'filename="voice.wav"' in scripted.requests[2][3]
 
 
 async def test_async_uploads_and_a_missing_endpoint(scripted: ScriptedServer) -> None:
     face = DATA_DIR / "astronaut.jpg"
+    # A server older than direct uploads: 404 to POST /uploads/direct, then multipart.
     scripted.answers = [
+        (404, {}, {"status": 404, "code": "not_found", "detail": "Not Found"}),
         upload_answer("up_2", "image", face.stat().st_size),
         (404, {}, {"status": 404, "code": "not_found", "detail": "Not Found"}),
     ]
@@ -103,7 +126,12 @@ async def test_async_uploads_and_a_missing_endpoint(scripted: ScriptedServer) ->
             await client.uploads.create(face)
         with pytest.raises(FileNotFoundError):
             await client.lipsync_image("face.jpg", "https://example.com/a.wav")
-    assert face.read_bytes() in scripted.requests[0][3]
+    assert [path for _, path, _, _ in scripted.requests] == [
+        "/api/v1/uploads/direct",
+        "/api/v1/uploads",
+        "/api/v1/uploads",
+    ]
+    assert face.read_bytes() in scripted.requests[1][3]
 
 
 @pytest.mark.integration

@@ -25,11 +25,21 @@ from typing import Any
 import httpx
 
 from lipsync_client import _base
+from lipsync_client.direct_uploads import (
+    DIRECT_PATH,
+    DirectChoice,
+    DirectForm,
+    known_size,
+    start_body,
+    upload_path,
+)
 from lipsync_client.download import CHUNK_BYTES, DownloadProgress, PartFile, content_length
 from lipsync_client.errors import (
     APIConnectionError,
     APIError,
+    BucketError,
     DownloadError,
+    LipsyncError,
     NotFoundError,
     UploadsUnavailableError,
     WaitTimeoutError,
@@ -207,39 +217,80 @@ class AsyncUploads:
         *,
         filename: str | None = None,
         on_progress: UploadProgress | None = None,
+        direct: bool | None = None,
     ) -> Upload:
-        """Upload a local path or an open binary file (`POST /api/v1/uploads`)."""
+        """Upload a local path or an open binary file; its URL works in this account's jobs.
+
+        Sent straight to the server's bucket where it offers that and the size
+        is known (lipsync_client/direct_uploads.py), else as a multipart
+        `POST /api/v1/uploads`. `direct`: None (the client's default) chooses
+        so, True insists on the bucket, False never tries it. `on_progress(name,
+        sent, total)` counts the bytes sent, wherever they go.
+        """
         name = filename or display_name(file)
         stream, opened = open_media(file)
         try:
             reader = ProgressReader(stream, name, on_progress)
-
-            def files() -> dict[str, Any]:
-                # Each try sends the whole file again (httpx reads it from the start).
-                reader.seek(0)
-                return {"file": (name, reader, content_type(name))}
-
-            try:
-                response = await self._client._request("POST", "/api/v1/uploads", files=files)
-            except NotFoundError as error:
-                if error.code not in ("", "not_found"):
-                    raise
-                raise UploadsUnavailableError(
-                    404,
-                    "uploads_unavailable",
-                    "this API has no POST /api/v1/uploads; pass public http(s) URLs instead",
-                ) from error
-            return Upload.from_json(response.json())
+            if self._client._direct.wanted(direct, known_size(reader)):
+                upload = await self._direct(reader, direct)
+                if upload is not None:
+                    return upload
+            return await self._multipart(reader)
         finally:
             if opened:
                 stream.close()
 
+    async def _direct(self, reader: ProgressReader, direct: bool | None) -> Upload | None:
+        """The upload sent to the bucket; None when the server has no direct uploads."""
+        client = self._client
+        size = reader.total or 0
+        try:
+            started = await client._request("POST", DIRECT_PATH, json=start_body(size))
+        except APIError as error:
+            if client._direct.refused(error, direct):
+                return None
+            raise
+        form = DirectForm.from_json(started.json())
+        try:
+            await client._send_form(form, reader)
+        except LipsyncError:
+            # The pending upload would only wait for the bucket's lifecycle rule.
+            await self._discard(form.id)
+            raise
+        completed = await client._request("POST", form.complete_target(client.base_url))
+        return Upload.from_json(completed.json())
+
+    async def _discard(self, upload_id: str) -> None:
+        try:
+            await self.delete(upload_id)
+        except LipsyncError:
+            pass
+
+    async def _multipart(self, reader: ProgressReader) -> Upload:
+        def files() -> dict[str, Any]:
+            # Each try sends the whole file again (httpx reads it from the start).
+            reader.seek(0)
+            return {"file": (reader.name, reader, content_type(reader.name))}
+
+        try:
+            response = await self._client._request("POST", "/api/v1/uploads", files=files)
+        except NotFoundError as error:
+            if error.code not in ("", "not_found"):
+                raise
+            raise UploadsUnavailableError(
+                404,
+                "uploads_unavailable",
+                "this API has no POST /api/v1/uploads; pass public http(s) URLs instead",
+            ) from error
+        return Upload.from_json(response.json())
+
     async def get(self, upload_id: str) -> Upload:
-        response = await self._client._request("GET", f"/api/v1/uploads/{upload_id}")
+        response = await self._client._request("GET", upload_path(upload_id))
         return Upload.from_json(response.json())
 
     async def delete(self, upload_id: str) -> None:
-        await self._client._request("DELETE", f"/api/v1/uploads/{upload_id}")
+        """Delete an upload now (a direct one not completed yet too)."""
+        await self._client._request("DELETE", upload_path(upload_id))
 
 
 class AsyncClient:
@@ -252,9 +303,12 @@ class AsyncClient:
         timeout: float = _base.DEFAULT_TIMEOUT_S,
         max_retries: int = _base.DEFAULT_MAX_RETRIES,
         *,
+        direct_uploads: bool | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._settings = _base.Settings(api_key, base_url, timeout, max_retries)
+        # `uploads.create`'s default: None sends files to the bucket where the server offers it.
+        self._direct = DirectChoice(direct_uploads)
         self._http = httpx.AsyncClient(
             base_url=self._settings.base_url,
             headers=self._settings.headers(),
@@ -502,6 +556,27 @@ class AsyncClient:
                 delay = self._settings.retry.delay_after(attempt, response)
                 if delay is None:
                     raise APIError.from_response(response)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _send_form(self, form: DirectForm, reader: ProgressReader) -> None:
+        """POST the file to the bucket with its form (no API key), retried as `_request` is."""
+        attempt = 0
+        while True:
+            try:
+                response = await self._plain.post(form.url, **form.request(reader))
+            except RETRIED_ERRORS as error:
+                delay = self._settings.retry.delay_after(attempt, None)
+                if delay is None:
+                    raise APIConnectionError(
+                        f"POST {form.url}: {error!r} (after {attempt + 1} tries)"
+                    ) from error
+            else:
+                if response.is_success:
+                    return
+                delay = self._settings.retry.delay_after(attempt, response)
+                if delay is None:
+                    raise BucketError.from_response(response)
             await asyncio.sleep(delay)
             attempt += 1
 

@@ -7,7 +7,8 @@
 
 Every call goes through `Client._request`, the one place that retries
 (lipsync_client/retries.py says when). Local media are uploaded first
-(lipsync_client/media.py).
+(lipsync_client/media.py), straight to the bucket where the server offers it
+(lipsync_client/direct_uploads.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,21 @@ from typing import Any
 import httpx
 
 from lipsync_client import _base
+from lipsync_client.direct_uploads import (
+    DIRECT_PATH,
+    DirectChoice,
+    DirectForm,
+    known_size,
+    start_body,
+    upload_path,
+)
 from lipsync_client.download import CHUNK_BYTES, DownloadProgress, PartFile, content_length
 from lipsync_client.errors import (
     APIConnectionError,
     APIError,
+    BucketError,
     DownloadError,
+    LipsyncError,
     NotFoundError,
     UploadsUnavailableError,
     WaitTimeoutError,
@@ -197,38 +208,79 @@ class Uploads:
         *,
         filename: str | None = None,
         on_progress: UploadProgress | None = None,
+        direct: bool | None = None,
     ) -> Upload:
-        """Upload a local path or an open binary file (`POST /api/v1/uploads`)."""
+        """Upload a local path or an open binary file; its URL works in this account's jobs.
+
+        Sent straight to the server's bucket where it offers that and the size
+        is known (lipsync_client/direct_uploads.py), else as a multipart
+        `POST /api/v1/uploads`. `direct`: None (the client's default) chooses
+        so, True insists on the bucket, False never tries it. `on_progress(name,
+        sent, total)` counts the bytes sent, wherever they go.
+        """
         name = filename or display_name(file)
         stream, opened = open_media(file)
         try:
             reader = ProgressReader(stream, name, on_progress)
-
-            def files() -> dict[str, Any]:
-                # Each try sends the whole file again (httpx reads it from the start).
-                reader.seek(0)
-                return {"file": (name, reader, content_type(name))}
-
-            try:
-                response = self._client._request("POST", "/api/v1/uploads", files=files)
-            except NotFoundError as error:
-                if error.code not in ("", "not_found"):
-                    raise
-                raise UploadsUnavailableError(
-                    404,
-                    "uploads_unavailable",
-                    "this API has no POST /api/v1/uploads; pass public http(s) URLs instead",
-                ) from error
-            return Upload.from_json(response.json())
+            if self._client._direct.wanted(direct, known_size(reader)):
+                upload = self._direct(reader, direct)
+                if upload is not None:
+                    return upload
+            return self._multipart(reader)
         finally:
             if opened:
                 stream.close()
 
+    def _direct(self, reader: ProgressReader, direct: bool | None) -> Upload | None:
+        """The upload sent to the bucket; None when the server has no direct uploads."""
+        client = self._client
+        size = reader.total or 0
+        try:
+            started = client._request("POST", DIRECT_PATH, json=start_body(size))
+        except APIError as error:
+            if client._direct.refused(error, direct):
+                return None
+            raise
+        form = DirectForm.from_json(started.json())
+        try:
+            client._send_form(form, reader)
+        except LipsyncError:
+            # The pending upload would only wait for the bucket's lifecycle rule.
+            self._discard(form.id)
+            raise
+        completed = client._request("POST", form.complete_target(client.base_url))
+        return Upload.from_json(completed.json())
+
+    def _discard(self, upload_id: str) -> None:
+        try:
+            self.delete(upload_id)
+        except LipsyncError:
+            pass
+
+    def _multipart(self, reader: ProgressReader) -> Upload:
+        def files() -> dict[str, Any]:
+            # Each try sends the whole file again (httpx reads it from the start).
+            reader.seek(0)
+            return {"file": (reader.name, reader, content_type(reader.name))}
+
+        try:
+            response = self._client._request("POST", "/api/v1/uploads", files=files)
+        except NotFoundError as error:
+            if error.code not in ("", "not_found"):
+                raise
+            raise UploadsUnavailableError(
+                404,
+                "uploads_unavailable",
+                "this API has no POST /api/v1/uploads; pass public http(s) URLs instead",
+            ) from error
+        return Upload.from_json(response.json())
+
     def get(self, upload_id: str) -> Upload:
-        return Upload.from_json(self._client._request("GET", f"/api/v1/uploads/{upload_id}").json())
+        return Upload.from_json(self._client._request("GET", upload_path(upload_id)).json())
 
     def delete(self, upload_id: str) -> None:
-        self._client._request("DELETE", f"/api/v1/uploads/{upload_id}")
+        """Delete an upload now (a direct one not completed yet too)."""
+        self._client._request("DELETE", upload_path(upload_id))
 
 
 class Client:
@@ -241,9 +293,12 @@ class Client:
         timeout: float = _base.DEFAULT_TIMEOUT_S,
         max_retries: int = _base.DEFAULT_MAX_RETRIES,
         *,
+        direct_uploads: bool | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._settings = _base.Settings(api_key, base_url, timeout, max_retries)
+        # `uploads.create`'s default: None sends files to the bucket where the server offers it.
+        self._direct = DirectChoice(direct_uploads)
         self._http = httpx.Client(
             base_url=self._settings.base_url,
             headers=self._settings.headers(),
@@ -487,6 +542,27 @@ class Client:
                 delay = self._settings.retry.delay_after(attempt, response)
                 if delay is None:
                     raise APIError.from_response(response)
+            time.sleep(delay)
+            attempt += 1
+
+    def _send_form(self, form: DirectForm, reader: ProgressReader) -> None:
+        """POST the file to the bucket with its form (no API key), retried as `_request` is."""
+        attempt = 0
+        while True:
+            try:
+                response = self._plain.post(form.url, **form.request(reader))
+            except RETRIED_ERRORS as error:
+                delay = self._settings.retry.delay_after(attempt, None)
+                if delay is None:
+                    raise APIConnectionError(
+                        f"POST {form.url}: {error!r} (after {attempt + 1} tries)"
+                    ) from error
+            else:
+                if response.is_success:
+                    return
+                delay = self._settings.retry.delay_after(attempt, response)
+                if delay is None:
+                    raise BucketError.from_response(response)
             time.sleep(delay)
             attempt += 1
 

@@ -10,6 +10,7 @@ numbers. Network trouble that outlived the retries is `APIConnectionError`.
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -162,6 +163,41 @@ class RateLimitError(APIError):
 
 class ServerError(APIError):
     """5xx, still there after the retries."""
+
+
+class BucketError(APIError):
+    """The bucket refused a file sent straight to it (a direct upload), or kept failing.
+
+    `code` is the bucket's own (S3's XML `<Code>`): `EntityTooLarge` when the
+    file is not the size declared (it changed since it was measured),
+    `AccessDenied` when the form has expired.
+    """
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> BucketError:
+        code, message = _s3_error(response.content)
+        what = "refused the file" if response.status_code < 500 else "kept failing"
+        detail = f"the bucket {what}: {message or response.text[:200] or 'no detail'}"
+        return cls(
+            response.status_code,
+            code or response.reason_phrase,
+            detail,
+            title=response.reason_phrase,
+            headers=response.headers,
+        )
+
+
+MAX_ERROR_DOCUMENT = 64 * 1024
+
+
+def _s3_error(content: bytes) -> tuple[str, str]:
+    """(Code, Message) of an S3 error document; empty strings for any other body."""
+    try:
+        # An error document is a few hundred bytes; anything longer is not one.
+        root = ElementTree.fromstring(content[:MAX_ERROR_DOCUMENT])
+    except ElementTree.ParseError:
+        return "", ""
+    return (root.findtext("Code") or "").strip(), (root.findtext("Message") or "").strip()
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

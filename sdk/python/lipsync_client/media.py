@@ -76,6 +76,14 @@ class ProgressReader:
     def tell(self) -> int:
         return self._raw.tell()
 
+    def seekable(self) -> bool:
+        # A retry sends the file again from its start, so a direct upload needs this.
+        seekable = getattr(self._raw, "seekable", None)
+        try:
+            return bool(seekable()) if seekable is not None else False
+        except (OSError, ValueError):
+            return False
+
     def fileno(self) -> int:
         return self._raw.fileno()
 
