@@ -73,7 +73,7 @@ IMAGES := gateway auth-service billing-service job-service inference-service inf
 IMAGE_PREFIX ?= lipsync/
 IMAGE_TAG ?= dev
 CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
-.PHONY: images test-deploy
+.PHONY: images images-offline test-deploy
 
 images: ## Build every image with docker or podman: lipsync/<target>:dev (IMAGE_PREFIX, IMAGE_TAG).
 	@test -n "$(CONTAINER_ENGINE)" || { echo "make images: no container engine (docker or podman) found" >&2; exit 1; }
@@ -82,6 +82,9 @@ images: ## Build every image with docker or podman: lipsync/<target>:dev (IMAGE_
 		DOCKER_BUILDKIT=1 $(CONTAINER_ENGINE) build -f deploy/docker/Dockerfile --target $$target \
 			-t $(IMAGE_PREFIX)$$target:$(IMAGE_TAG) . ; \
 	done
+
+images-offline: ## Verify the five CPU images without a registry (podman, stand-in base, local torch wheel), then run them.
+	deploy/docker/verify-build.sh
 
 test-deploy: ## Render, validate and check the Kubernetes manifests and the Dockerfile (no cluster).
 	$(PY) -m pytest -q tests/deploy

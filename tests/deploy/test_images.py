@@ -9,12 +9,16 @@ No container engine is needed: the Dockerfile is read as text. Checked:
 * the services without torch in their image import none of the libraries left
   out of it, nor any package that is not copied in;
 * the requirement lines the Dockerfile filters on are still pinned in
-  requirements.txt and the Makefile, so a rename cannot silently widen an image.
+  requirements.txt and the Makefile, so a rename cannot silently widen an image;
+* the offline verification build (deploy/docker/verify-build.sh, run by hand
+  where a container engine exists) covers every CPU target, and its smoke run
+  probes the gRPC health names the services really register.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.metadata
 import json
 import os
@@ -29,6 +33,8 @@ import pytest
 from tests.deploy.manifests import ENVIRONMENTS, REPO, SERVICES, env, workloads
 
 DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
+VERIFY_BUILD = REPO / "deploy" / "docker" / "verify-build.sh"
+SMOKE = REPO / "deploy" / "docker" / "smoke-images.sh"
 LIGHT_TARGETS = ("gateway", "auth-service", "billing-service", "job-service")
 # Installed in the light images without being imported by name.
 USED_WITHOUT_IMPORT = {
@@ -236,3 +242,25 @@ def test_the_filtered_requirements_are_pinned() -> None:
     dev_pins = (REPO / "requirements-dev.txt").read_text()
     for name in ("mypy-protobuf", "types-protobuf"):
         assert re.search(rf"^{name}==", dev_pins, re.M)
+
+
+def cpu_targets() -> list[str]:
+    """Every target the offline build can make: all but the CUDA one."""
+    return sorted(target for target in TARGETS if not target.endswith("-gpu"))
+
+
+def test_the_offline_build_covers_every_cpu_target() -> None:
+    (built,) = re.findall(r"^TARGETS=\$\{TARGETS:-([^}]*)\}$", VERIFY_BUILD.read_text(), re.M)
+    assert sorted(built.split()) == cpu_targets()
+    (smoked,) = re.findall(r"^\s+TARGETS=\(([^)]*)\)$", SMOKE.read_text(), re.M)
+    assert sorted(smoked.split()) == cpu_targets()
+
+
+def test_the_smoke_run_probes_the_registered_health_names() -> None:
+    """A renamed proto service would leave the smoke run waiting on a name nobody serves."""
+    probed = dict(re.findall(r"\[([a-z-]+)\]=(lipsync\.[\w.]+)", SMOKE.read_text()))
+    assert sorted(probed) == [t for t in cpu_targets() if t != "gateway"]
+    for full_name in probed.values():
+        package, service = full_name.rsplit(".", 1)  # lipsync.auth.v1, AuthService
+        module = importlib.import_module(f"{package}.{package.split('.')[1]}_pb2")
+        assert module.DESCRIPTOR.services_by_name[service].full_name == full_name
