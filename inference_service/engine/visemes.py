@@ -35,7 +35,8 @@ within ``CONFIDENCE_REACH_S`` (0 where none is), smoothed over
 ``CONFIDENCE_SMOOTH_S``, mapped from ``UNSURE``..``CONFIDENT`` to 0..1.
 Where it is low (noise, music, singing the model cannot read) the shapes fade
 to neutral and ``confidence`` lets the caller blend in the loudness-only drive,
-so the mouth never freezes and never jumps; closures need ``CLOSE_CONFIDENCE``.
+so the mouth never freezes and never jumps; closures need ``CLOSE_CONFIDENCE``
+(or, from ``UNSURE`` on, a bilabial probability of ``STRONG_CLOSE``).
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ VOWEL_HOLD_S = 0.35
 # synthetic sound, stray peaks of 0.03-0.1 come with the confidence of no language).
 CLOSE_EVIDENCE = 0.03
 CLOSE_CONFIDENCE = 0.5
+# ...or, where the confidence dips (0.3-0.5: a blank-heavy stretch of real speech, such as
+# Korean "밥을" heard as a-blank-p), a peak at least this high. Speech-like synthetic sound
+# peaked at 0.2 at most at such confidence (7 voices of the quality bench), noise and tones
+# at 0; that "밥을" at 0.35.
+STRONG_CLOSE = 0.28
 CONFIDENCE_SMOOTH_S = 0.12
 CONFIDENCE_REACH_S = 0.3
 # Phone probability (smoothed) from which the visemes are trusted at all, and fully. The
@@ -163,7 +169,7 @@ def mouth_targets(posteriors: Posteriors, fps: float, frames: int) -> MouthTarge
         round=_to_frames(rounded, fps, frames, LIP_LEAD_S, 0.0)
         + _to_frames(spread, fps, frames, LIP_LEAD_S, 0.0),
         closure=_closures(
-            mass[:, Viseme.CLOSED] * (confidence >= CLOSE_CONFIDENCE),
+            _closure_evidence(mass[:, Viseme.CLOSED], confidence),
             shapes[:, Viseme.CLOSED],
             fps,
             frames,
@@ -236,6 +242,14 @@ def _vowel_rounding(posteriors: Posteriors, matrix: FloatArray) -> FloatArray:
         start -= ROUND_LEAD_S if rounding > 0.0 else SPREAD_LEAD_S
         out[max(round(start / FRAME_S), 0) : round(end / FRAME_S)] = rounding
     return out
+
+
+def _closure_evidence(closed: FloatArray, confidence: FloatArray) -> FloatArray:
+    """The bilabial probability where a closure may be placed: where the model hears speech,
+    or a strong peak where it is merely unsure; 0 elsewhere."""
+    heard = confidence >= CLOSE_CONFIDENCE
+    strong = (closed >= STRONG_CLOSE) & (confidence >= UNSURE)
+    return (closed * (heard | strong)).astype(np.float32)
 
 
 def _closures(evidence: FloatArray, best: FloatArray, fps: float, frames: int) -> FloatArray:

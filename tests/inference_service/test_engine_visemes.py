@@ -101,6 +101,26 @@ def test_a_bilabial_closes_the_lips_on_a_frame_just_before_it_is_emitted() -> No
     assert targets.closure[:15].max() == 0 and targets.closure[22:].max() == 0
 
 
+def test_a_strong_bilabial_closes_the_lips_where_the_model_is_unsure() -> None:
+    # Phones heard at 0.4 (confidence under CLOSE_CONFIDENCE), and an "m" the best path
+    # misses (a blank wins its frame, as Korean "밥을" is heard a-blank-p): a clear "m" peak
+    # still shuts the lips; a faint one, like the stray peaks of sound that is no language,
+    # does not.
+    def closes(m_probability: float) -> bool:
+        post = _posteriors(2.0, [("a", 0.4, 0.4), ("a", 0.7, 0.4), ("t", 0.8, 0.4)])
+        row = round(0.6 / FRAME_S)
+        post.probs[row] = 0.0
+        post.probs[row, 0] = 1.0 - m_probability
+        post.probs[row, SYMBOLS.index("m")] = m_probability
+        assert post.symbols[int(post.probs[row].argmax())] == "<blank>"
+        targets = mouth_targets(post, FPS, 50)
+        assert 0.0 < targets.confidence[15] < 0.5
+        return bool(targets.closure.max() == 1.0)
+
+    assert closes(0.4)
+    assert not closes(0.15)
+
+
 def test_lips_round_ahead_of_a_rounded_vowel_and_spread_just_ahead_of_a_spread_one() -> None:
     post = _posteriors(2.0, [("t", 0.5, 0.95), ("u", 0.6, 0.95), ("i", 1.2, 0.95)])
     targets = mouth_targets(post, FPS, 50)
