@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
 from gateway import openapi
+from gateway.held_file import HeldFileResponse
 from gateway.problems import Problem
 from lipsync_common.local_store import LocalStore
 from lipsync_common.signing import verify
@@ -101,15 +102,19 @@ def router(
         path = results.local_path(object_key)
         if path is None:
             raise not_found()
-        return FileResponse(
-            path,
-            media_type="video/mp4",
-            headers={
-                # A shared cache must not leak the file, nor keep it past the URL.
-                "Cache-Control": f"private, max-age={max(0, min(3600, int(expires) - int(now)))}",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
+        # A shared cache must not leak the file, nor keep it past the URL.
+        max_age = max(0, min(3600, int(expires) - int(now)))
+        try:
+            return HeldFileResponse(
+                path,
+                media_type="video/mp4",
+                headers={
+                    "Cache-Control": f"private, max-age={max_age}",
+                    "X-Content-Type-Options": "nosniff",
+                },
+            )
+        except FileNotFoundError:
+            raise not_found() from None  # deleted since it was looked up
 
     # HEAD lets a client learn the size before a ranged download.
     api.add_api_route(

@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from gateway import openapi
 from gateway.auth import Authenticator, Principal
 from gateway.direct_uploads import DirectForm, DirectUploadBody, DirectUploads, not_found
+from gateway.held_file import HeldFileResponse
 from gateway.openapi_account import body as json_body
 from gateway.problems import Problem
 from gateway.upload_owners import UploadOwners
@@ -226,11 +227,14 @@ class UploadRoutes:
         path = self._store.local_path(key)
         if path is None:
             raise not_found()
-        return FileResponse(
-            path,
-            media_type=upload.content_type,
-            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
-        )
+        try:
+            return HeldFileResponse(
+                path,
+                media_type=upload.content_type,
+                headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+            )
+        except FileNotFoundError:
+            raise not_found() from None  # deleted since it was looked up
 
 
 def router(
