@@ -34,8 +34,10 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, ClassVar, Self
 
 from lipsync_common.config import data_dir, env_float, env_str
 from lipsync_common.local_store import LocalStore
@@ -97,8 +99,32 @@ def upload_id_in(url: str, public_url: str) -> str | None:
     return upload_id
 
 
+# The field types a metadata record may hold, by the name its annotation spells.
+_CASTS: dict[str, Callable[[Any], Any]] = {"str": str, "int": int, "float": float}
+
+
+class _Record:
+    """What `meta.json` and `pending.json` share: an expiry, and JSON of the fields."""
+
+    expires_at: float
+    # What makes a subclass a dataclass to the type checker (``fields``, ``asdict``).
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    def expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires_at
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Self:
+        value = json.loads(raw)
+        # Cast each field, so a stored number or string of the wrong type is caught here.
+        return cls(**{f.name: _CASTS[str(f.type)](value[f.name]) for f in fields(cls)})
+
+
 @dataclass(frozen=True)
-class Upload:
+class Upload(_Record):
     """An upload's metadata, as `meta.json` holds it."""
 
     id: str
@@ -109,28 +135,9 @@ class Upload:
     created_at: float
     expires_at: float
 
-    def expired(self, now: float | None = None) -> bool:
-        return (time.time() if now is None else now) >= self.expires_at
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Upload:
-        value = json.loads(raw)
-        return cls(
-            id=str(value["id"]),
-            account_id=str(value["account_id"]),
-            kind=str(value["kind"]),
-            size=int(value["size"]),
-            content_type=str(value["content_type"]),
-            created_at=float(value["created_at"]),
-            expires_at=float(value["expires_at"]),
-        )
-
 
 @dataclass(frozen=True)
-class PendingUpload:
+class PendingUpload(_Record):
     """A direct upload asked for but not completed, as `pending.json` holds it.
 
     `created_at` and `expires_at` become the upload's own, so that its expiry
@@ -142,23 +149,6 @@ class PendingUpload:
     size: int
     created_at: float
     expires_at: float
-
-    def expired(self, now: float | None = None) -> bool:
-        return (time.time() if now is None else now) >= self.expires_at
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> PendingUpload:
-        value = json.loads(raw)
-        return cls(
-            id=str(value["id"]),
-            account_id=str(value["account_id"]),
-            size=int(value["size"]),
-            created_at=float(value["created_at"]),
-            expires_at=float(value["expires_at"]),
-        )
 
 
 def put_bytes(store: ObjectStore, key: str, raw: bytes, folder: Path) -> None:
