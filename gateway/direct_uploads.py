@@ -34,9 +34,7 @@ A folder store has no URLs for clients, so there the route answers 409
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, Strict
@@ -44,9 +42,9 @@ from pydantic import AfterValidator, Field, Strict
 from gateway.auth import Principal
 from gateway.bodies import Body, invalid
 from gateway.problems import Problem
-from gateway.upload_owners import UploadOwners
+from gateway.upload_area import UploadArea
 from gateway.upload_stream import SNIFF_BYTES, sniff, too_large
-from lipsync_common.storage import DirectUploadStore, NotStored, ObjectStore, PresignedPost
+from lipsync_common.storage import DirectUploadStore, NotStored, PresignedPost
 from lipsync_common.uploads import (
     PendingUpload,
     Upload,
@@ -113,27 +111,13 @@ class Completed:
 
 
 class DirectUploads:
-    def __init__(
-        self,
-        store: ObjectStore,
-        owners: UploadOwners,
-        incoming: Path,
-        limits: Mapping[str, int],
-        ttl_s: float,
-        clock: Callable[[], float],
-    ) -> None:
-        self._store = store
-        self._owners = owners
-        # Where the small JSON objects are written before the store takes them.
-        self._incoming = incoming
-        self._limits = limits
-        self._ttl_s = ttl_s
-        self._clock = clock
+    def __init__(self, area: UploadArea) -> None:
+        self._area = area
 
     def _bucket(self) -> DirectUploadStore:
-        if not isinstance(self._store, DirectUploadStore):
+        if not isinstance(self._area.store, DirectUploadStore):
             raise unavailable()
-        return self._store
+        return self._area.store
 
     def check_available(self) -> None:
         """409 `direct_uploads_unavailable` unless uploads lie in a bucket."""
@@ -141,42 +125,48 @@ class DirectUploads:
 
     async def create(self, body: DirectUploadBody, principal: Principal) -> DirectForm:
         bucket = self._bucket()
-        most = max(self._limits.values())
+        most = max(self._area.limits.values())
         if body.bytes > most:
             raise Problem(
                 413, "file_too_large", f"an upload must be at most {most // (1024 * 1024)} MB"
             )
-        now = self._clock()
+        now = self._area.clock()
         pending = PendingUpload(
-            id=self._owners.new_id(principal.account_id),
+            id=self._area.owners.new_id(principal.account_id),
             account_id=principal.account_id,
             size=body.bytes,
             created_at=now,
-            expires_at=now + self._ttl_s,
+            expires_at=now + self._area.ttl_s,
         )
         # The request first: a form whose request is not stored could never complete.
         await asyncio.to_thread(
-            put_bytes, self._store, pending_key(pending.id), pending.to_json(), self._incoming
+            put_bytes,
+            self._area.store,
+            pending_key(pending.id),
+            pending.to_json(),
+            self._area.incoming,
         )
-        form_s = int(min(FORM_S, self._ttl_s))
+        form_s = int(min(FORM_S, self._area.ttl_s))
         form = await asyncio.to_thread(
             bucket.post_form, incoming_key(pending.id), body.bytes, INCOMING_TYPE, form_s
         )
         return DirectForm(pending, form, now + form_s)
 
     async def complete(self, upload_id: str, principal: Principal) -> Completed:
-        if not self._owners.owns(principal.account_id, upload_id):
+        if not self._area.owners.owns(principal.account_id, upload_id):
             raise not_found()
         done = await self._completed(upload_id, principal)
         if done is not None:
             return Completed(done, now=False)
-        if not isinstance(self._store, DirectUploadStore):
+        if not isinstance(self._area.store, DirectUploadStore):
             raise not_found()
-        pending = await asyncio.to_thread(read_pending, self._store, upload_id, self._clock())
+        pending = await asyncio.to_thread(
+            read_pending, self._area.store, upload_id, self._area.clock()
+        )
         if pending is None or pending.account_id != principal.account_id:
             raise not_found()
         try:
-            upload = await asyncio.to_thread(self._check_and_keep, self._store, pending)
+            upload = await asyncio.to_thread(self._check_and_keep, self._area.store, pending)
         except NotStored:
             # Another completion of the same upload took the file meanwhile.
             done = await self._completed(upload_id, principal)
@@ -186,7 +176,9 @@ class DirectUploads:
         return Completed(upload, now=True)
 
     async def _completed(self, upload_id: str, principal: Principal) -> Upload | None:
-        upload = await asyncio.to_thread(read_upload, self._store, upload_id, self._clock())
+        upload = await asyncio.to_thread(
+            read_upload, self._area.store, upload_id, self._area.clock()
+        )
         if upload is None or upload.account_id != principal.account_id:
             return None
         return upload
@@ -202,7 +194,7 @@ class DirectUploads:
             )
         if size < pending.size:
             # Only a bucket that ignores the form's policy lets this in; it may be sent again.
-            self._store.delete(source)
+            self._area.store.delete(source)
             raise not_received(
                 f"the bucket holds {size} bytes of the {pending.size} declared: send the file again"
             )
@@ -214,10 +206,10 @@ class DirectUploads:
                     f"the file is {size} bytes, more than the {pending.size} declared",
                 )
             kind, content_type = sniff(bucket.read_start(source, SNIFF_BYTES))
-            if size > self._limits[kind]:
-                raise too_large(kind, self._limits[kind])
+            if size > self._area.limits[kind]:
+                raise too_large(kind, self._area.limits[kind])
         except Problem:
-            discard_pending(self._store, pending.id)
+            discard_pending(self._area.store, pending.id)
             raise
         upload = Upload(
             id=pending.id,
@@ -231,22 +223,24 @@ class DirectUploads:
         bucket.copy(source, file_key(upload.id), content_type)
         # The file before the metadata, as store_upload does: a reader that finds
         # meta.json finds the whole file.
-        put_bytes(self._store, meta_key(upload.id), upload.to_json(), self._incoming)
-        discard_pending(self._store, upload.id)
+        put_bytes(self._area.store, meta_key(upload.id), upload.to_json(), self._area.incoming)
+        discard_pending(self._area.store, upload.id)
         return upload
 
     async def discard_leftovers(self, upload_id: str) -> None:
         """After a completed upload is deleted: what a form sent again after the
         completion may have left, so that a delete removes every object at once."""
-        if isinstance(self._store, DirectUploadStore):
-            await asyncio.to_thread(discard_pending, self._store, upload_id)
+        if isinstance(self._area.store, DirectUploadStore):
+            await asyncio.to_thread(discard_pending, self._area.store, upload_id)
 
     async def discard(self, upload_id: str, principal: Principal) -> bool:
         """Delete a pending direct upload of `principal`; False if there is none."""
-        if not self._owners.owns(principal.account_id, upload_id):
+        if not self._area.owners.owns(principal.account_id, upload_id):
             return False
-        pending = await asyncio.to_thread(read_pending, self._store, upload_id, self._clock())
+        pending = await asyncio.to_thread(
+            read_pending, self._area.store, upload_id, self._area.clock()
+        )
         if pending is None or pending.account_id != principal.account_id:
             return False
-        await asyncio.to_thread(discard_pending, self._store, upload_id)
+        await asyncio.to_thread(discard_pending, self._area.store, upload_id)
         return True

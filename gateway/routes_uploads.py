@@ -36,6 +36,7 @@ from gateway.direct_uploads import DirectForm, DirectUploadBody, DirectUploads, 
 from gateway.held_file import HeldFileResponse
 from gateway.openapi_account import body as json_body
 from gateway.problems import Problem
+from gateway.upload_area import UploadArea
 from gateway.upload_owners import UploadOwners
 from gateway.upload_stream import FIELD, receive_file
 from gateway.validation import parse_json_object, read_body, validate
@@ -105,28 +106,15 @@ def _timestamp(seconds: float) -> str:
 
 
 class UploadRoutes:
-    def __init__(
-        self,
-        store: ObjectStore,
-        owners: UploadOwners,
-        folder: Path,
-        limits: Mapping[str, int],
-        ttl_s: float,
-        clock: Callable[[], float],
-    ) -> None:
-        self._store = store
-        self._owners = owners
-        self._incoming = folder / INCOMING
-        self._incoming.mkdir(parents=True, exist_ok=True)
-        self._limits = limits
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._direct = DirectUploads(store, owners, self._incoming, limits, ttl_s, clock)
+    def __init__(self, area: UploadArea) -> None:
+        self._area = area
+        area.incoming.mkdir(parents=True, exist_ok=True)
+        self._direct = DirectUploads(area)
 
     def _json(self, upload: Upload) -> dict[str, Any]:
         return {
             "id": upload.id,
-            "url": content_url(self._owners.public_url, upload.id),
+            "url": content_url(self._area.owners.public_url, upload.id),
             "kind": upload.kind,
             "bytes": upload.size,
             "contentType": upload.content_type,
@@ -138,21 +126,21 @@ class UploadRoutes:
             request.stream(),
             request.headers.get("content-type"),
             request.headers.get("content-length"),
-            self._limits,
-            self._incoming,
+            self._area.limits,
+            self._area.incoming,
         )
-        now = self._clock()
+        now = self._area.clock()
         upload = Upload(
-            id=self._owners.new_id(principal.account_id),
+            id=self._area.owners.new_id(principal.account_id),
             account_id=principal.account_id,
             kind=received.kind,
             size=received.size,
             content_type=received.content_type,
             created_at=now,
-            expires_at=now + self._ttl_s,
+            expires_at=now + self._area.ttl_s,
         )
         try:
-            await asyncio.to_thread(store_upload, self._store, upload, received.path)
+            await asyncio.to_thread(store_upload, self._area.store, upload, received.path)
         finally:
             received.path.unlink(missing_ok=True)
         return JSONResponse(
@@ -162,9 +150,11 @@ class UploadRoutes:
         )
 
     async def read(self, upload_id: str, principal: Principal) -> Upload:
-        if not self._owners.owns(principal.account_id, upload_id):
+        if not self._area.owners.owns(principal.account_id, upload_id):
             raise not_found()
-        upload = await asyncio.to_thread(read_upload, self._store, upload_id, self._clock())
+        upload = await asyncio.to_thread(
+            read_upload, self._area.store, upload_id, self._area.clock()
+        )
         if upload is None or upload.account_id != principal.account_id:
             raise not_found()
         return upload
@@ -180,7 +170,7 @@ class UploadRoutes:
             if not await self._direct.discard(upload_id, principal):
                 raise
             return Response(status_code=204)
-        await asyncio.to_thread(delete_upload, self._store, upload_id)
+        await asyncio.to_thread(delete_upload, self._area.store, upload_id)
         await self._direct.discard_leftovers(upload_id)
         return Response(status_code=204)
 
@@ -196,7 +186,7 @@ class UploadRoutes:
 
     def _form_json(self, made: DirectForm) -> dict[str, Any]:
         upload_id = made.pending.id
-        base = f"{self._owners.public_url.rstrip('/')}/api/v1/uploads/{upload_id}"
+        base = f"{self._area.owners.public_url.rstrip('/')}/api/v1/uploads/{upload_id}"
         return {
             "id": upload_id,
             "upload": {"method": "POST", "url": made.form.url, "fields": dict(made.form.fields)},
@@ -217,14 +207,14 @@ class UploadRoutes:
         upload = await self.read(upload_id, principal)
         key = file_key(upload.id)
         method = "HEAD" if request.method == "HEAD" else "GET"
-        url = await asyncio.to_thread(self._store.url, key, REDIRECT_S, method)
+        url = await asyncio.to_thread(self._area.store.url, key, REDIRECT_S, method)
         if url is not None:
             return RedirectResponse(
                 url,
                 status_code=307,
                 headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
             )
-        path = self._store.local_path(key)
+        path = self._area.store.local_path(key)
         if path is None:
             raise not_found()
         try:
@@ -246,7 +236,7 @@ def router(
     ttl_s: float,
     clock: Callable[[], float] = time.time,
 ) -> APIRouter:
-    handlers = UploadRoutes(store, owners, folder, limits, ttl_s, clock)
+    handlers = UploadRoutes(UploadArea(store, owners, folder / INCOMING, limits, ttl_s, clock))
     api = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
     any_credential = Security(authenticator.any_credential)
 
