@@ -62,8 +62,9 @@ TEETH_ON_LIP = 0.05
 # roundness (spread vowels) moves them outward. The face mesh reads lip width compressed (at
 # 0.22 a full pucker measured 6 % narrower), and people's rounded vowels are 15-25 % narrower
 # than their spread ones. The articulation bench reads rounded vowels at 0.87 (English) and
-# 0.91 (Korean, whose vowels the phoneme model hears less surely) of the spread ones' width;
-# stronger pulls measured no narrower (the mesh holds the corners to its mean shape).
+# 0.875 (Korean) of the spread ones' width; stronger pulls measured no narrower (the mesh
+# holds the corners to its mean shape): what narrows them further is a surer rounding
+# (visemes.py, ``LEAN_PLAIN``).
 PUCKER = 0.56
 # The same for spread lips (negative roundness), read from nearer the centre.
 SPREAD = 0.56

@@ -7,8 +7,8 @@ and most other languages) maps to one of six mouth shapes by its first sound:
 | --- | --- | --- | --- |
 | closed | m b p (Korean ㅁ ㅂ ㅃ ㅍ: m, p, p͈, pʰ) | shut | sealed |
 | labiodental | f v | nearly shut | lower lip under the upper teeth |
-| rounded | u o ɔ ʊ w y ø, and wa we wi jo ju | mid | pursed |
-| spread | i e ɛ ɪ ɯ (Korean ㅡ) | mid | wide |
+| rounded | u o ɔ ʊ w y ø, and wa we wi jo ju | mid (ɔ: most of the way) | pursed |
+| spread | i e ɛ ɪ ɯ (Korean ㅡ) | mid (ɛ: most of the way) | wide |
 | open | a ɑ æ ɐ ʌ, aɪ aʊ | wide | relaxed |
 | neutral | every other consonant, ə ɝ | most of the way | relaxed |
 
@@ -36,7 +36,9 @@ within ``CONFIDENCE_REACH_S`` (0 where none is), smoothed over
 Where it is low (noise, music, singing the model cannot read) the shapes fade
 to neutral and ``confidence`` lets the caller blend in the loudness-only drive,
 so the mouth never freezes and never jumps; closures need ``CLOSE_CONFIDENCE``
-(or, from ``UNSURE`` on, a bilabial probability of ``STRONG_CLOSE``).
+(or, from ``UNSURE`` on, a bilabial probability of ``STRONG_CLOSE``), and a
+vowel rounds or spreads the lips as far as either its neighbourhood or its own
+probability is trusted (the model hears Korean less surely phone by phone).
 """
 
 from __future__ import annotations
@@ -75,6 +77,12 @@ _OPEN = set("aɑæɐʌäàåã")
 # Consonants and central vowels: a sound, so a mouth shape, just not a distinctive one.
 _NEUTRAL = set("tdnkgɡqcɟlrɾɹɻszʃʒʂʐɕʑçʝxɣχʁhɦjŋɲɳɴθðʔɫʎəɚɝɜɤɰʈɖɗʀħɮɸβɽ")
 
+# Open-mid vowels (aw in "bought", e in "bed") open the jaw nearly as far as an open one:
+# their viseme says the lips' shape, this the jaw's. The model often hears an unstressed
+# "a" after a rounded vowel as ɔ ("bought a big"), which then still opens.
+_OPEN_MID = set("ɔɒɛœɞ")
+OPEN_MID_JAW = 0.85
+
 # Lips round this far ahead of a rounded vowel, and spread this far ahead of a spread one.
 ROUND_LEAD_S = 0.1
 SPREAD_LEAD_S = 0.06
@@ -104,6 +112,14 @@ CONFIDENCE_REACH_S = 0.3
 # speech-like sound that is no language (the quality bench's synthetic voices) 0.2-0.45.
 UNSURE = 0.3
 CONFIDENT = 0.6
+# A rounded or spread vowel's rounding is its classes' lean (rounded minus spread mass over
+# the vowel mass), firmed up: from ``LEAN_PLAIN`` on it rises to 1 at ``LEAN_FULL``. The
+# model hears Korean rounded vowels split between o/u and ʌ/ə (leans of 0.3-0.9 where
+# English ones have 0.95-1), but the side it leans to is the lips' shape. Open vowels keep
+# their plain lean: an "a" rounded or spread further reads less open. The articulation
+# bench measured Korean rounded vowels at 0.91 of the spread ones' width before, 0.875 after.
+LEAN_PLAIN = 0.5
+LEAN_FULL = 0.75
 
 
 def viseme_of(symbol: str) -> Viseme | None:
@@ -138,6 +154,17 @@ def class_matrix(symbols: list[str]) -> FloatArray:
     return matrix
 
 
+def jaw_matrix(symbols: list[str], matrix: FloatArray) -> FloatArray:
+    """(symbols,): how far each model token opens the jaw: its viseme's ``JAW``, and
+    ``OPEN_MID_JAW`` for the open-mid vowels."""
+    jaw = matrix @ JAW
+    for index, symbol in enumerate(symbols):
+        letters = unicodedata.normalize("NFD", symbol)
+        if jaw[index] > 0.0 and letters[:1] in _OPEN_MID:
+            jaw[index] = OPEN_MID_JAW
+    return jaw.astype(np.float32)
+
+
 @dataclass(frozen=True)
 class MouthTargets:
     """Per video frame: jaw scale [0, 1], rounding [-1, 1], closure [0, 1], labiodental teeth
@@ -154,13 +181,16 @@ def mouth_targets(posteriors: Posteriors, fps: float, frames: int) -> MouthTarge
     probs = posteriors.probs
     matrix = class_matrix(posteriors.symbols)
     mass = probs @ matrix  # (t, visemes): probability of each shape per 20 ms
-    shapes = _held_shapes(posteriors, matrix)
+    shapes, held_jaw = _held_shapes(posteriors, matrix)
     confidence = _moving_average(_phone_confidence(posteriors), CONFIDENCE_SMOOTH_S)
-    trust = np.clip((confidence - UNSURE) / (CONFIDENT - UNSURE), 0.0, 1.0)
+    trust = _trust(confidence)
     # Between phones (a blank run past a phone's hold) the loudness alone says how open.
     uncovered = 1.0 - shapes.sum(axis=1)
-    jaw = trust * (shapes @ JAW + uncovered) + (1.0 - trust)
-    rounding = trust * _vowel_rounding(posteriors, matrix)
+    jaw = trust * (held_jaw + uncovered) + (1.0 - trust)
+    rounding, heard = _vowel_rounding(posteriors, matrix)
+    # A vowel the model emits surely rounds or spreads the lips even among unsure phones
+    # (Korean is heard phone by phone less surely than English, its vowels no less).
+    rounding *= np.maximum(trust, heard)
     teeth = trust * shapes[:, Viseme.LABIODENTAL]
     rounded = np.clip(rounding, 0.0, None)
     spread = np.clip(rounding, None, 0.0)
@@ -204,10 +234,12 @@ def _phone_confidence(posteriors: Posteriors) -> FloatArray:
     return np.where(heard > 0, window(total) / np.maximum(heard, 1), 0.0).astype(np.float32)
 
 
-def _held_shapes(posteriors: Posteriors, matrix: FloatArray) -> FloatArray:
+def _held_shapes(posteriors: Posteriors, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Per 20 ms: the shape mix of the phone being spoken (its emission frame's class mass,
-    held over the phone); zeros where no phone is."""
+    held over the phone; zeros where no phone is), and its jaw (``jaw_matrix``)."""
     shapes = np.zeros((posteriors.probs.shape[0], matrix.shape[1]), np.float32)
+    jaw = np.zeros(posteriors.probs.shape[0], np.float32)
+    token_jaw = jaw_matrix(posteriors.symbols, matrix)
     for phone in posteriors.phones():
         if viseme_of(phone.symbol) is None:
             continue
@@ -221,27 +253,50 @@ def _held_shapes(posteriors: Posteriors, matrix: FloatArray) -> FloatArray:
         hold = CONSONANT_S + vowel * (phone.end_s - phone.start_s - CONSONANT_S)
         last = max(first + 1, round((phone.start_s + max(hold, FRAME_S)) / FRAME_S))
         shapes[first:last] = mix / total
-    return shapes
+        jaw[first:last] = float(posteriors.probs[first] @ token_jaw) / total
+    return shapes, jaw
 
 
-def _vowel_rounding(posteriors: Posteriors, matrix: FloatArray) -> FloatArray:
+def _vowel_rounding(posteriors: Posteriors, matrix: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Per 20 ms: the lips' rounding of the vowel being spoken, held over the consonants
-    up to the next vowel (rounding spreads over them in speech) for ``VOWEL_HOLD_S`` at most."""
+    up to the next vowel (rounding spreads over them in speech) for ``VOWEL_HOLD_S`` at most,
+    and how surely that vowel was heard (its probability, ``UNSURE``..``CONFIDENT`` to 0..1)."""
     out = np.zeros(posteriors.probs.shape[0], np.float32)
+    heard = np.zeros_like(out)
     vowels = []
     for phone in posteriors.phones():
         mix = posteriors.probs[round(phone.start_s / FRAME_S)] @ matrix
         vowel = float(mix[Viseme.ROUNDED] + mix[Viseme.SPREAD] + mix[Viseme.OPEN])
         if vowel > 0.5 * float(mix.sum()) > 0.0:
-            vowels.append((phone.start_s, float(mix @ ROUND) / vowel))
-    for index, (start, rounding) in enumerate(vowels):
+            rounding = float(mix @ ROUND) / vowel
+            if viseme_of(phone.symbol) in (Viseme.ROUNDED, Viseme.SPREAD):
+                rounding = _firm(rounding)
+            vowels.append((phone.start_s, rounding, float(_trust(vowel))))
+    for index, (start, rounding, sure) in enumerate(vowels):
         following = vowels[index + 1][0] if index + 1 < len(vowels) else math.inf
         end = min(following, start + VOWEL_HOLD_S)
         # Rounding starts ahead of its vowel, over the consonants and the previous vowel's
         # tail; spreading a little ahead too (the model emits a vowel some 60 ms into it).
         start -= ROUND_LEAD_S if rounding > 0.0 else SPREAD_LEAD_S
-        out[max(round(start / FRAME_S), 0) : round(end / FRAME_S)] = rounding
-    return out
+        span = slice(max(round(start / FRAME_S), 0), round(end / FRAME_S))
+        out[span] = rounding
+        heard[span] = sure
+    return out, heard
+
+
+def _firm(lean: float) -> float:
+    """A rounded or spread vowel's lean, firmed up (``LEAN_PLAIN``, ``LEAN_FULL``)."""
+    size = abs(lean)
+    if size > LEAN_PLAIN:
+        size = min(
+            1.0, LEAN_PLAIN + (size - LEAN_PLAIN) * (1.0 - LEAN_PLAIN) / (LEAN_FULL - LEAN_PLAIN)
+        )
+    return math.copysign(size, lean)
+
+
+def _trust(confidence: FloatArray | float) -> FloatArray:
+    """``UNSURE``..``CONFIDENT`` onto 0..1: how far a probability is trusted."""
+    return np.clip((np.asarray(confidence, np.float32) - UNSURE) / (CONFIDENT - UNSURE), 0.0, 1.0)
 
 
 def _closure_evidence(closed: FloatArray, confidence: FloatArray) -> FloatArray:

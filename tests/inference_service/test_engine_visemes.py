@@ -134,6 +134,58 @@ def test_lips_round_ahead_of_a_rounded_vowel_and_spread_just_ahead_of_a_spread_o
     assert targets.round[: round(0.4 * FPS)].max() == 0.0
 
 
+def _mixed(seconds: float, symbols: list[str], rows: dict[float, dict[str, float]]) -> Posteriors:
+    """Blank everywhere except the given frames, each with its own mix of symbols."""
+    probs = np.zeros((round(seconds / FRAME_S), len(symbols)), np.float32)
+    probs[:, 0] = 1.0
+    for at, mix in rows.items():
+        row = round(at / FRAME_S)
+        probs[row] = 0.0
+        for symbol, probability in mix.items():
+            probs[row, symbols.index(symbol)] = probability
+        probs[row, 0] = 1.0 - probs[row].sum()
+    return Posteriors(probs, symbols, 0)
+
+
+def test_a_vowel_heard_surely_rounds_the_lips_among_unsure_phones() -> None:
+    # Korean is heard phone by phone less surely than English: consonants at 0.2 around a
+    # clear "u". The neighbourhood's confidence is low, the vowel's own is not.
+    post = _posteriors(2.0, [("t", 0.45, 0.2), ("u", 0.6, 0.95), ("t", 0.8, 0.2)])
+    targets = mouth_targets(post, FPS, 50)
+    at = round(0.62 * FPS)
+    assert targets.confidence[at] < 0.7
+    assert targets.round[at] > 0.9
+
+
+def test_a_rounded_vowel_heard_split_rounds_fully_and_an_open_one_keeps_its_lean() -> None:
+    symbols = ["<blank>", "u", "i", "a"]
+    post = _mixed(
+        2.0,
+        symbols,
+        {
+            # A Korean 우 as the model hears it: mostly u, some of its mass on a and i.
+            0.5: {"u": 0.7, "a": 0.15, "i": 0.05},
+            # An "a" with a little rounding in it.
+            1.2: {"a": 0.7, "u": 0.2},
+        },
+    )
+    targets = mouth_targets(post, FPS, 50)
+    lean_u = (0.7 - 0.05) / 0.9
+    assert lean_u < 0.75 < targets.round[round(0.6 * FPS)]
+    assert targets.round[round(1.3 * FPS)] == pytest.approx(0.2 / 0.9, abs=0.02)
+
+
+def test_an_open_mid_vowel_opens_the_jaw_nearly_as_far_as_an_open_one() -> None:
+    symbols = ["<blank>", "o", "ɔ", "a", "ɛ", "e"]
+    at = {"o": 0.3, "ɔ": 0.7, "a": 1.1, "e": 1.5, "ɛ": 1.9}
+    post = _mixed(2.4, symbols, {t: {symbol: 0.95} for symbol, t in at.items()})
+    jaw = mouth_targets(post, FPS, 60).jaw
+    opened = {symbol: float(jaw[round((t + 0.06) * FPS)]) for symbol, t in at.items()}
+    assert opened["o"] < opened["ɔ"] < opened["a"]
+    assert opened["e"] < opened["ɛ"] < opened["a"]
+    assert opened["ɔ"] == pytest.approx(0.85, abs=0.05)
+
+
 def test_the_jaw_opens_by_vowel_and_follows_loudness_where_the_model_is_unsure() -> None:
     sure = mouth_targets(_posteriors(2.0, [("a", 0.5, 0.95), ("i", 1.2, 0.95)]), FPS, 50)
     assert sure.jaw[round(0.6 * FPS)] == pytest.approx(JAW[Viseme.OPEN], abs=0.05)
