@@ -6,6 +6,11 @@ presigned POST form for `<id>/incoming` (lipsync_common/s3_store.py
 itself refuses a larger body, and it is valid `FORM_S` (15 minutes). The id is
 made by UploadOwners as for any upload, so job validation knows its owner;
 `<id>/pending.json` keeps the declared size and the time of the request.
+With an `Idempotency-Key`, the id is derived from the account and the key
+(UploadOwners), so a retry whose first answer was lost finds that request's
+`pending.json` and gets the same upload with a fresh form, on any replica; a
+key reused for another size, or after its upload is completed, is a 409
+`idempotency_key_reused`.
 
 `POST /api/v1/uploads/{id}/complete` then checks what arrived without reading
 it all: its size (a HEAD) against the declared size and the cap of its kind,
@@ -81,6 +86,14 @@ def not_found() -> Problem:
     return Problem(404, "not_found", "no such upload for this account")
 
 
+def key_reused(why: str) -> Problem:
+    return Problem(
+        409,
+        "idempotency_key_reused",
+        f"this Idempotency-Key was already used for another direct upload: {why}",
+    )
+
+
 def unavailable() -> Problem:
     return Problem(
         409,
@@ -123,7 +136,12 @@ class DirectUploads:
         """409 `direct_uploads_unavailable` unless uploads lie in a bucket."""
         self._bucket()
 
-    async def create(self, body: DirectUploadBody, principal: Principal) -> DirectForm:
+    async def create(
+        self, body: DirectUploadBody, principal: Principal, idempotency_key: str | None = None
+    ) -> DirectForm:
+        """A new pending upload and its form. With `idempotency_key`, a retry (its answer
+        lost) gets the same upload and a fresh form, and a key reused for another size
+        a 409; once that upload is completed, the key starts no other."""
         bucket = self._bucket()
         most = max(self._area.limits.values())
         if body.bytes > most:
@@ -131,26 +149,45 @@ class DirectUploads:
                 413, "file_too_large", f"an upload must be at most {most // (1024 * 1024)} MB"
             )
         now = self._area.clock()
-        pending = PendingUpload(
-            id=self._area.owners.new_id(principal.account_id),
-            account_id=principal.account_id,
-            size=body.bytes,
-            created_at=now,
-            expires_at=now + self._area.ttl_s,
-        )
-        # The request first: a form whose request is not stored could never complete.
-        await asyncio.to_thread(
-            put_bytes,
-            self._area.store,
-            pending_key(pending.id),
-            pending.to_json(),
-            self._area.incoming,
-        )
+        upload_id = self._area.owners.new_id(principal.account_id, idempotency_key)
+        pending = None
+        if idempotency_key is not None:
+            pending = await self._earlier(upload_id, body.bytes, principal)
+        if pending is None:
+            pending = PendingUpload(
+                id=upload_id,
+                account_id=principal.account_id,
+                size=body.bytes,
+                created_at=now,
+                expires_at=now + self._area.ttl_s,
+            )
+            # The request first: a form whose request is not stored could never complete.
+            await asyncio.to_thread(
+                put_bytes,
+                self._area.store,
+                pending_key(pending.id),
+                pending.to_json(),
+                self._area.incoming,
+            )
         form_s = int(min(FORM_S, self._area.ttl_s))
         form = await asyncio.to_thread(
             bucket.post_form, incoming_key(pending.id), body.bytes, INCOMING_TYPE, form_s
         )
         return DirectForm(pending, form, now + form_s)
+
+    async def _earlier(
+        self, upload_id: str, size: int, principal: Principal
+    ) -> PendingUpload | None:
+        """The pending upload an earlier request with the same key made, if any; 409 when
+        that request declared another size or its upload is already completed."""
+        if await self._completed(upload_id, principal) is not None:
+            raise key_reused("its upload is already completed")
+        pending = await asyncio.to_thread(
+            read_pending, self._area.store, upload_id, self._area.clock()
+        )
+        if pending is not None and pending.size != size:
+            raise key_reused(f"it asked for {pending.size} bytes")
+        return pending
 
     async def complete(self, upload_id: str, principal: Principal) -> Completed:
         if not self._area.owners.owns(principal.account_id, upload_id):

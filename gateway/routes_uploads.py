@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response, Security
+from fastapi import APIRouter, Header, Request, Response, Security
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -39,7 +39,13 @@ from gateway.problems import Problem
 from gateway.upload_area import UploadArea
 from gateway.upload_owners import UploadOwners
 from gateway.upload_stream import FIELD, receive_file
-from gateway.validation import parse_json_object, read_body, validate
+from gateway.validation import (
+    IDEMPOTENCY_KEY,
+    idempotency_key_errors,
+    parse_json_object,
+    read_body,
+    validate,
+)
 from lipsync_common.storage import ObjectStore
 from lipsync_common.uploads import (
     Upload,
@@ -99,6 +105,14 @@ def _multipart_body() -> dict[str, Any]:
             },
         }
     }
+
+
+_IDEMPOTENCY_KEY = Header(
+    None,
+    alias=IDEMPOTENCY_KEY,
+    description="1 to 255 printable characters: a retry with the same key and `bytes` gets"
+    " the same upload id and a fresh form, never a second upload.",
+)
 
 
 def _timestamp(seconds: float) -> str:
@@ -176,12 +190,14 @@ class UploadRoutes:
 
     async def direct(self, request: Request, principal: Principal) -> JSONResponse:
         self._direct.check_available()
+        key = request.headers.get(IDEMPOTENCY_KEY)
         body = validate(
             DirectUploadBody,
             parse_json_object(await read_body(request)),
             allow_private_urls=False,
+            errors=idempotency_key_errors(key),
         )
-        made = await self._direct.create(body, principal)
+        made = await self._direct.create(body, principal, key)
         return JSONResponse(self._form_json(made), status_code=201)
 
     def _form_json(self, made: DirectForm) -> dict[str, Any]:
@@ -273,14 +289,19 @@ def router(
                 400: "the body is not a JSON object",
                 401: "missing or invalid credential",
                 409: "uploads are not kept in a bucket here (`direct_uploads_unavailable`):"
-                " use POST /api/v1/uploads",
+                " use POST /api/v1/uploads; or the Idempotency-Key was used for another"
+                " size or for an upload already completed (`idempotency_key_reused`)",
                 413: "`bytes` is over the largest size limit, or the body over 64 KiB",
-                422: "`bytes` is missing, not an integer or under 1",
+                422: "`bytes` is missing, not an integer or under 1, or the Idempotency-Key"
+                " is not 1 to 255 printable characters",
             }
         ),
     )
     async def create_direct_upload(
-        request: Request, principal: Principal = any_credential
+        request: Request,
+        principal: Principal = any_credential,
+        # Declared for the docs; the handler reads and checks it with the body.
+        idempotency_key: str | None = _IDEMPOTENCY_KEY,
     ) -> Response:
         return await handlers.direct(request, principal)
 

@@ -42,8 +42,15 @@ class UploadOwners:
         message = f"upload\n{account_id}\n{random_part}".encode()
         return hmac.new(self.signing_key, message, hashlib.sha256).hexdigest()[:_TAG_HEX]
 
-    def new_id(self, account_id: str) -> str:
-        random_part = secrets.token_hex(_RANDOM_HEX // 2)
+    def new_id(self, account_id: str, idempotency_key: str | None = None) -> str:
+        """A fresh upload id; with `idempotency_key`, the same id for the same account and
+        key every time (on every replica), so a retried request names the same upload."""
+        if idempotency_key is None:
+            random_part = secrets.token_hex(_RANDOM_HEX // 2)
+        else:
+            message = f"upload-key\n{account_id}\n{idempotency_key}".encode()
+            digest = hmac.new(self.signing_key, message, hashlib.sha256).hexdigest()
+            random_part = digest[:_RANDOM_HEX]
         return f"{PREFIX}{random_part}{self._tag(random_part, account_id)}"
 
     def owns(self, account_id: str, upload_id: str) -> bool:

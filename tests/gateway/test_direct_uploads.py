@@ -257,6 +257,55 @@ async def test_bad_bodies_and_credentials(client: httpx.AsyncClient) -> None:
         assert_problem(await complete(client, unknown), 404, "not_found")
 
 
+async def test_a_retry_with_the_same_key_gets_the_same_upload_and_a_fresh_form(
+    client: httpx.AsyncClient, s3: SeaweedS3, bucket: str, clock: FakeClock
+) -> None:
+    jpeg = portrait_path().read_bytes()
+    keyed = {**AUTH_HEADERS, "Idempotency-Key": "photo-1"}
+    first = (await client.post(DIRECT, json={"bytes": len(jpeg)}, headers=keyed)).json()
+    pending = (
+        s3.client()
+        .get_object(Bucket=bucket, Key=f"lipsync/uploads/{first['id']}/pending.json")["Body"]
+        .read()
+    )
+    # Its answer lost, the client asks again a minute later: the same upload, a new form;
+    # the stored request (and so the expiry, counted from it) is the first one.
+    clock.advance(60)
+    again = await client.post(DIRECT, json={"bytes": len(jpeg)}, headers=keyed)
+    assert again.status_code == 201, again.text
+    retry = again.json()
+    assert retry["id"] == first["id"] and retry["expiresAt"] > first["expiresAt"]
+    assert under(s3, bucket, first["id"]) == ["pending.json"]
+    assert (
+        s3.client()
+        .get_object(Bucket=bucket, Key=f"lipsync/uploads/{first['id']}/pending.json")["Body"]
+        .read()
+        == pending
+    )
+    # Either form sends the file; another size under the same key is refused.
+    assert (await send(first, jpeg)).status_code == 204
+    other_size = await client.post(DIRECT, json={"bytes": len(jpeg) + 1}, headers=keyed)
+    assert_problem(other_size, 409, "idempotency_key_reused")
+    assert (await complete(client, first["id"])).status_code == 201
+    # Once completed, the key starts nothing else, and leaves nothing behind.
+    after = await client.post(DIRECT, json={"bytes": len(jpeg)}, headers=keyed)
+    assert_problem(after, 409, "idempotency_key_reused")
+    assert under(s3, bucket, first["id"]) == ["file", "meta.json"]
+    # Keys belong to their account; without a key every request is a new upload.
+    other = await start(client, len(jpeg), {**OTHER_HEADERS, "Idempotency-Key": "photo-1"})
+    assert other["id"] != first["id"]
+    assert (await start(client, 10))["id"] != (await start(client, 10))["id"]
+
+
+async def test_a_bad_idempotency_key_is_a_422_naming_it(client: httpx.AsyncClient) -> None:
+    for key in ("", "x" * 256, "tab\there"):
+        response = await client.post(
+            DIRECT, json={"bytes": 10}, headers={**AUTH_HEADERS, "Idempotency-Key": key}
+        )
+        body = assert_problem(response, 422, "invalid_parameter")
+        assert [error["field"] for error in body["errors"]] == ["Idempotency-Key"]
+
+
 async def test_a_pending_upload_can_be_deleted_and_expires(
     client: httpx.AsyncClient, s3: SeaweedS3, bucket: str, clock: FakeClock, wav: bytes
 ) -> None:

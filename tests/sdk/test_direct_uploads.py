@@ -261,6 +261,29 @@ def test_files_go_to_the_bucket_and_a_job_from_local_paths_completes(
 
 
 @pytest.mark.integration
+def test_a_start_whose_answer_is_lost_is_retried_into_the_same_upload(
+    bucket_stack: BucketStack,
+) -> None:
+    # The gateway makes the pending upload, then the answer is lost on the way back.
+    lossy = DroppingProxy(
+        bucket_stack.sdk.base_url,
+        drops=1,
+        should_drop=lambda request: request.startswith(ASK.split(" HTTP")[0].encode()),
+    )
+    account = bucket_stack.sdk.account(credits=0)
+    before = set(bucket_stack.s3.keys(bucket_stack.bucket))
+    try:
+        with Client(api_key=account.key, base_url=lossy.url) as client:
+            upload = client.uploads.create(FACE)
+    finally:
+        lossy.close()
+    assert len(lossy.dropped) == 1 and lossy.request_lines.count(ASK) == 2
+    # One upload, not two: the retry named the first one, and nothing else was left behind.
+    made = set(bucket_stack.s3.keys(bucket_stack.bucket)) - before
+    assert made == {f"lipsync/uploads/{upload.id}/file", f"lipsync/uploads/{upload.id}/meta.json"}
+
+
+@pytest.mark.integration
 async def test_async_client_sends_to_the_bucket_and_the_job_completes(
     bucket_stack: BucketStack, proxy: DroppingProxy
 ) -> None:

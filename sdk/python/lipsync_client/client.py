@@ -31,6 +31,7 @@ from lipsync_client.direct_uploads import (
     DirectForm,
     known_size,
     start_body,
+    start_headers,
     upload_path,
 )
 from lipsync_client.download import CHUNK_BYTES, DownloadProgress, PartFile, content_length
@@ -236,7 +237,9 @@ class Uploads:
         client = self._client
         size = reader.total or 0
         try:
-            started = client._request("POST", DIRECT_PATH, json=start_body(size))
+            started = client._request(
+                "POST", DIRECT_PATH, json=start_body(size), headers=start_headers()
+            )
         except APIError as error:
             if client._direct.refused(error, direct):
                 return None
