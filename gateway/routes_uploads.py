@@ -188,9 +188,8 @@ class UploadRoutes:
         await self._direct.discard_leftovers(upload_id)
         return Response(status_code=204)
 
-    async def direct(self, request: Request, principal: Principal) -> JSONResponse:
+    async def direct(self, request: Request, principal: Principal, key: str | None) -> JSONResponse:
         self._direct.check_available()
-        key = request.headers.get(IDEMPOTENCY_KEY)
         body = validate(
             DirectUploadBody,
             parse_json_object(await read_body(request)),
@@ -300,10 +299,10 @@ def router(
     async def create_direct_upload(
         request: Request,
         principal: Principal = any_credential,
-        # Declared for the docs; the handler reads and checks it with the body.
+        # Checked with the body (gateway.validation), so a bad key is one more 422 error.
         idempotency_key: str | None = _IDEMPOTENCY_KEY,
     ) -> Response:
-        return await handlers.direct(request, principal)
+        return await handlers.direct(request, principal, idempotency_key)
 
     @api.post(
         "/{id}/complete",

@@ -31,7 +31,6 @@ from lipsync_client.direct_uploads import (
     DirectForm,
     known_size,
     start_body,
-    start_headers,
     upload_path,
 )
 from lipsync_client.download import CHUNK_BYTES, DownloadProgress, PartFile, content_length
@@ -238,7 +237,7 @@ class Uploads:
         size = reader.total or 0
         try:
             started = client._request(
-                "POST", DIRECT_PATH, json=start_body(size), headers=start_headers()
+                "POST", DIRECT_PATH, json=start_body(size), headers=_base.create_headers(None, None)
             )
         except APIError as error:
             if client._direct.refused(error, direct):

@@ -14,8 +14,9 @@ instead, and the client remembers the answer, so it asks once, not per file.
 A file whose size is not known beforehand (a pipe, a stream that cannot be
 sent again from its start) always goes multipart.
 
-The start carries an `Idempotency-Key` of its own, so when its answer is lost
-and the request retried, the server answers the same upload, not a second one.
+The start carries an `Idempotency-Key` of its own (`_base.create_headers`, as
+a job's create does), so when its answer is lost and the request retried, the
+server answers the same upload, not a second one.
 The bucket's POST is retried as API calls are (connection errors, 429, 5xx),
 the form staying valid; its 4xx (S3's XML, such as `EntityTooLarge` for a
 file that changed size) is `BucketError`, never retried.
@@ -26,7 +27,6 @@ sending, which each does in its own way (blocking or awaited).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,12 +89,6 @@ class DirectChoice:
 
 def start_body(size: int) -> dict[str, int]:
     return {"bytes": size}
-
-
-def start_headers() -> dict[str, str]:
-    """A key of its own for each upload: when the answer to POST /uploads/direct is lost
-    and the request retried, the server answers the same upload, not a second one."""
-    return {"idempotency-key": str(uuid.uuid4())}
 
 
 @dataclass(frozen=True)
