@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from tests.auth_service.auth_harness import running_auth
 from tests.billing_service.billing_harness import running_billing
 from tests.integration.harness import (
     MediaHost,
+    QuietHTTPServer,
     bearer,
     running_stack,
     stack_env,
@@ -496,7 +497,7 @@ def stalled_media() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = QuietHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/portrait.jpg"
