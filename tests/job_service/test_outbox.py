@@ -112,7 +112,7 @@ async def test_with_nats_down_a_job_is_accepted_at_once_and_published_when_it_is
         row = await new_job(store)
         started = time.monotonic()
         outbox.enqueue(row)  # what CreateJob does once the job is stored
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 1  # no wait on NATS (its reconnects take seconds)
         await asyncio.sleep(0.5)
         assert [r.id for r in await store.unpublished(older_than_s=-1)] == [row.id]
         await asyncio.to_thread(restartable_nats.start)
