@@ -24,6 +24,7 @@ from gateway.auth import Authenticator
 from gateway.clients import Backends
 from gateway.ended_jobs import EndedJobs
 from gateway.job_notices import JobNotices
+from gateway.job_uploads import JobUploads
 from gateway.job_waiters import JobWaiters
 from gateway.metrics import MetricsMiddleware
 from gateway.ratelimit import RateLimiter
@@ -90,8 +91,11 @@ def create_app(
     authenticator = Authenticator(
         backends.auth, settings.auth_cache_s, clock=monotonic, limiter=limiter
     )
-    # Job validation refuses another account's upload URLs (gateway/upload_owners.py).
+    # Job validation refuses another account's upload URLs and ones that are gone
+    # (gateway/upload_owners.py, gateway/job_uploads.py).
     upload_owners = UploadOwners(settings.public_url, settings.signing_key)
+    uploaded = uploads or upload_store(settings.uploads_folder())
+    job_uploads = JobUploads(upload_owners, uploaded, wall_clock)
     ended = EndedJobs()
     waiters = JobWaiters(settings.max_waiters, settings.max_waiters_per_account)
     # python -m gateway wakes them when it starts shutting down.
@@ -106,7 +110,7 @@ def create_app(
             settings.allow_private_urls,
             ended=ended,
             waiters=waiters,
-            owners=upload_owners,
+            uploads=job_uploads,
         )
     )
     app.include_router(routes_job_control.router(backends, authenticator, ended, waiters))
@@ -117,7 +121,7 @@ def create_app(
             authenticator,
             settings.allow_private_urls,
             settings.public_url,
-            upload_owners,
+            job_uploads,
         )
     )
     errors_catalogue.install(app, settings.public_url)
@@ -128,7 +132,7 @@ def create_app(
     )
     app.include_router(
         routes_uploads.router(
-            uploads or upload_store(settings.uploads_folder()),
+            uploaded,
             authenticator,
             upload_owners,
             settings.uploads_folder(),

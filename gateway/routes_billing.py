@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from gateway import openapi, openapi_account, openapi_billing
 from gateway.auth import Authenticator, Principal
 from gateway.clients import RPC_TIMEOUT_S, Backends, rpc_problem
+from gateway.job_uploads import JobUploads
 from gateway.problems import FieldError, Problem, invalid_parameters, service_unavailable
-from gateway.upload_owners import UploadOwners
 from gateway.validation import parse_json_object, read_body, validate, validate_estimate
 from lipsync.billing.v1 import billing_pb2
 from lipsync.inference.v1 import inference_pb2
@@ -67,12 +67,12 @@ class BillingRoutes:
         backends: Backends,
         allow_private_urls: bool,
         public_url: str,
-        owners: UploadOwners | None = None,
+        uploads: JobUploads | None = None,
     ) -> None:
         self._backends = backends
         self._allow_private_urls = allow_private_urls
-        # Tells this account's upload URLs from another's; None: no uploads here.
-        self._owners = owners
+        # Checks the upload URLs a body names (this account's, still there); None: no uploads.
+        self._uploads = uploads
         self._public_url = public_url.rstrip("/")
 
     async def balance(self, principal: Principal) -> JSONResponse:
@@ -143,7 +143,9 @@ class BillingRoutes:
             body,
             allow_private_urls=self._allow_private_urls,
             upload_errors=(
-                self._owners.field_errors(body, principal.account_id) if self._owners else ()
+                await self._uploads.field_errors(body, principal.account_id)
+                if self._uploads
+                else ()
             ),
         )
         inference = self._backends.inference
@@ -220,9 +222,9 @@ def router(
     authenticator: Authenticator,
     allow_private_urls: bool,
     public_url: str = "",
-    owners: UploadOwners | None = None,
+    uploads: JobUploads | None = None,
 ) -> APIRouter:
-    handlers = BillingRoutes(backends, allow_private_urls, public_url, owners)
+    handlers = BillingRoutes(backends, allow_private_urls, public_url, uploads)
     api = APIRouter(prefix="/api/v1", tags=["billing"])
     docs = openapi_account
     any_credential = Security(authenticator.any_credential)

@@ -30,9 +30,9 @@ from gateway.auth import Authenticator, Principal
 from gateway.bodies import JOB_MODELS, JobModel
 from gateway.clients import RPC_TIMEOUT_S, Backends, rpc_problem
 from gateway.ended_jobs import EndedJobs
+from gateway.job_uploads import JobUploads
 from gateway.job_waiters import JobWaiters, sleep_until_woken
 from gateway.problems import FieldError, Problem, invalid_parameters
-from gateway.upload_owners import UploadOwners
 from gateway.validation import (
     JobRequest,
     parse_json_object,
@@ -153,12 +153,12 @@ class JobRoutes:
         allow_private_urls: bool,
         ended: EndedJobs | None = None,
         waiters: JobWaiters | None = None,
-        owners: UploadOwners | None = None,
+        uploads: JobUploads | None = None,
     ) -> None:
         self._backends = backends
         self._allow_private_urls = allow_private_urls
-        # Tells this account's upload URLs from another's; None: no uploads here.
-        self._owners = owners
+        # Checks the upload URLs a body names (this account's, still there); None: no uploads.
+        self._uploads = uploads
         self._ended = ended if ended is not None else EndedJobs()
         self._waiters = waiters if waiters is not None else JobWaiters()
 
@@ -185,7 +185,9 @@ class JobRoutes:
             allow_private_urls=self._allow_private_urls,
             header_errors=prefer_errors,
             upload_errors=(
-                self._owners.field_errors(body, principal.account_id) if self._owners else ()
+                await self._uploads.field_errors(body, principal.account_id)
+                if self._uploads
+                else ()
             ),
         )
         job = await self._create_job(principal, job_request)
@@ -298,9 +300,9 @@ def router(
     allow_private_urls: bool,
     ended: EndedJobs | None = None,
     waiters: JobWaiters | None = None,
-    owners: UploadOwners | None = None,
+    uploads: JobUploads | None = None,
 ) -> APIRouter:
-    handlers = JobRoutes(backends, allow_private_urls, ended, waiters, owners)
+    handlers = JobRoutes(backends, allow_private_urls, ended, waiters, uploads)
     api = APIRouter(prefix="/api/v1", tags=["jobs"])
     # A job may be created with a key or, from the web console, a session
     # token (API.md "The web console"); either way it is charged to API credits.

@@ -4,12 +4,10 @@ An upload id is `up_<random><tag>`: 24 random hex digits and a 16-digit HMAC
 of them and the owner's account, made with the gateway's signing key (the same
 on every replica). So job validation can refuse another account's upload URL
 with a 422 naming the field as the request arrives, with no I/O and on any
-replica; whether the upload still exists is the worker's to find out (it reads
-the store anyway, and fails the job, charged nothing, when it is gone).
-
-The job and estimate routes ask `field_errors` with the caller's account and
-hand the errors to validation (gateway/validation.py), which lists them with
-the body's own.
+replica. Whether an upload of the caller's is still there is gateway/job_uploads.py's
+one read, which the job and estimate routes ask (it asks `field_errors` here
+first) and hand to validation (gateway/validation.py), which lists the errors
+with the body's own.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import httpx
 from inference_service.failures import JobFailure
 from lipsync_common.netguard import UnsafeURLError, parse_url
 from lipsync_common.storage import NotStored, ObjectStore
-from lipsync_common.uploads import file_key, read_upload
+from lipsync_common.uploads import file_key, gone_message, read_upload
 
 MAX_REDIRECTS = 5
 CHUNK = 256 * 1024
@@ -120,9 +120,7 @@ def copy_upload(
     label = field.removeprefix("formState.")
     upload = read_upload(store, upload_id, now)
     if upload is None:
-        raise JobFailure(
-            f"{label} is an upload that has expired or was deleted; upload the file again"
-        )
+        raise JobFailure(gone_message(label))
     if account_id and upload.account_id != account_id:
         raise JobFailure(f"{label} is not an upload of this account")
     if upload.size > max_bytes:
@@ -136,7 +134,5 @@ def copy_upload(
                     raise JobFailure(_too_large(label, max_bytes))
                 out.write(chunk)
     except NotStored:
-        raise JobFailure(
-            f"{label} is an upload that has expired or was deleted; upload the file again"
-        ) from None
+        raise JobFailure(gone_message(label)) from None
     return size

@@ -190,24 +190,40 @@ def discard_pending(store: ObjectStore, upload_id: str) -> None:
     store.delete(incoming_key(upload_id))
 
 
-def read_upload(store: ObjectStore, upload_id: str, now: float | None = None) -> Upload | None:
-    """The live upload `upload_id`, or None if unknown, unreadable or expired."""
+def gone_message(field: str) -> str:
+    """What a job naming a missing upload is told, by the gateway (422) or the worker."""
+    return (
+        f"{field} is an upload that has expired, was deleted or was never completed;"
+        " upload the file again"
+    )
+
+
+def lookup_upload(store: ObjectStore, upload_id: str, now: float | None = None) -> Upload | None:
+    """The live upload `upload_id`, or None if unknown, unreadable or expired; a store that
+    cannot answer raises (the gateway's job check tells that from a missing upload)."""
     try:
         with store.open(meta_key(upload_id)) as stream:
             raw = stream.read(MAX_META_BYTES + 1)
-        upload = Upload.from_json(raw)
-    except NotStored:
+    except (NotStored, ValueError):  # ValueError: a key the store refuses
         return None
+    try:
+        upload = Upload.from_json(raw)
     except (ValueError, KeyError, TypeError):
         log.warning("unreadable upload metadata", extra={"fields": {"upload_id": upload_id}})
-        return None
-    except Exception:
-        # A wrong key (ValueError above) or a store error: as unknown, but logged.
-        log.exception("upload metadata not read", extra={"fields": {"upload_id": upload_id}})
         return None
     if upload.id != upload_id or upload.expired(now):
         return None
     return upload
+
+
+def read_upload(store: ObjectStore, upload_id: str, now: float | None = None) -> Upload | None:
+    """The live upload `upload_id`, or None if unknown, unreadable, expired or not read (a
+    store error, logged)."""
+    try:
+        return lookup_upload(store, upload_id, now)
+    except Exception:
+        log.exception("upload metadata not read", extra={"fields": {"upload_id": upload_id}})
+        return None
 
 
 def delete_upload(store: ObjectStore, upload_id: str) -> None:

@@ -176,6 +176,30 @@ async def test_the_file_that_was_checked_is_the_one_kept(
     assert under(s3, bucket, direct["id"]) == []
 
 
+async def test_a_job_may_name_a_direct_upload_once_it_is_completed(
+    client: httpx.AsyncClient, stack: FakeStack, wav: bytes
+) -> None:
+    jpeg = portrait_path().read_bytes()
+    face, voice = await start(client, len(jpeg)), await start(client, len(wav))
+    assert (await send(face, jpeg)).status_code == 204
+    assert (await send(voice, wav)).status_code == 204
+    face_url = (await complete(client, face["id"])).json()["url"]
+    # Sent, but its completion never asked for: not an upload yet, so no job.
+    pending_url = f"http://testserver/api/v1/uploads/{voice['id']}/content"
+    body = {"formState": {"image": face_url, "audio": pending_url}}
+    refused = await client.post("/api/v1/lipsync-image", json=body, headers=AUTH_HEADERS)
+    errors = assert_problem(refused, 422, "invalid_parameter")["errors"]
+    assert isinstance(errors, list)
+    assert [e["field"] for e in errors] == ["formState.audio"]
+    assert "was never completed" in errors[0]["message"]
+    assert stack.jobs.created == []
+
+    assert (await complete(client, voice["id"])).json()["url"] == pending_url
+    accepted = await client.post("/api/v1/lipsync-image", json=body, headers=AUTH_HEADERS)
+    assert accepted.status_code == 202, accepted.text
+    assert len(stack.jobs.created) == 1
+
+
 async def test_the_bucket_takes_exactly_the_declared_size(
     client: httpx.AsyncClient, s3: SeaweedS3, bucket: str, wav: bytes
 ) -> None:

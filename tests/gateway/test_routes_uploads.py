@@ -389,6 +389,46 @@ async def test_estimates_take_their_own_accounts_upload_urls_only(
     assert [e["field"] for e in errors] == ["formState.image", "formState.audio"]
 
 
+async def test_a_job_naming_a_deleted_or_expired_upload_is_refused_naming_the_field(
+    client: httpx.AsyncClient, stack: FakeStack, media: dict[str, Path], clock: FakeClock
+) -> None:
+    face = (await upload(client, portrait_path().read_bytes())).json()
+    voice = (await upload(client, media["wav"].read_bytes())).json()
+    deleted = (await upload(client, media["wav"].read_bytes())).json()
+    await client.delete(f"/api/v1/uploads/{deleted['id']}", headers=AUTH_HEADERS)
+    created = len(stack.jobs.created)
+
+    refused = await client.post(
+        "/api/v1/lipsync-image", json=image_job(face["url"], deleted["url"]), headers=AUTH_HEADERS
+    )
+    errors = assert_problem(refused, 422, "invalid_parameter")["errors"]
+    assert errors == [
+        {
+            "field": "formState.audio",
+            "message": "formState.audio is an upload that has expired, was deleted or was never"
+            " completed; upload the file again",
+        }
+    ]
+    estimate = await client.post(
+        "/api/v1/estimate",
+        json={"model": "lipsync-image", **image_job(face["url"], deleted["url"])},
+        headers=AUTH_HEADERS,
+    )
+    errors = assert_problem(estimate, 422, "invalid_parameter")["errors"]
+    assert isinstance(errors, list)
+    assert [e["field"] for e in errors] == ["formState.audio"]
+
+    # Both expire: both fields are named, in the body's order, and no job was made.
+    clock.advance(TTL_S)
+    expired = await client.post(
+        "/api/v1/lipsync-image", json=image_job(face["url"], voice["url"]), headers=AUTH_HEADERS
+    )
+    errors = assert_problem(expired, 422, "invalid_parameter")["errors"]
+    assert isinstance(errors, list)
+    assert [e["field"] for e in errors] == ["formState.image", "formState.audio"]
+    assert len(stack.jobs.created) == created
+
+
 def test_the_sweep_also_removes_what_a_stopped_gateway_left(tmp_path: Path) -> None:
     root = tmp_path / "uploads"
     (root / ".incoming").mkdir(parents=True)

@@ -67,7 +67,10 @@ def test_the_size_limit_of_the_field_applies(tmp_path: Path) -> None:
 
 def test_an_expired_or_deleted_upload_says_to_upload_again(tmp_path: Path) -> None:
     store, upload = stored(tmp_path, b"RIFF" + b"x" * 100, ttl_s=60)
-    message = r"^audio is an upload that has expired or was deleted; upload the file again$"
+    message = (
+        r"^audio is an upload that has expired, was deleted or was never completed;"
+        r" upload the file again$"
+    )
     with pytest.raises(JobFailure, match=message):
         copy_upload(store, "formState.audio", upload.id, tmp_path / "a", 10_000, "", now=NOW + 60)
     # Metadata without its file (removed by hand, or half swept) is the same.

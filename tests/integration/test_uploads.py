@@ -67,8 +67,8 @@ def test_uploaded_files_make_a_job_and_stay_their_owners(
         == 404
     )
 
-    # The owner downloads them until they are deleted; a job started after that
-    # fails with what to do, and costs nothing.
+    # The owner downloads them until they are deleted; a job naming one after that
+    # is refused at once, naming the field, and costs nothing.
     downloaded = platform.client.get(voice["url"], headers=bearer(key))
     assert downloaded.content == (media_dir / "speech-3s.wav").read_bytes()
     assert (
@@ -84,11 +84,15 @@ def test_uploaded_files_make_a_job_and_stay_their_owners(
     late = platform.client.post(
         "/api/v1/lipsync-image", json=image_job(face, voice), headers=bearer(key)
     )
-    assert late.status_code == 202, late.text
-    failed = wait_until_finished(platform.client, late.json()["id"], key, timeout_s=60)
-    assert failed["status"] == "failed"
-    assert "audio is an upload that has expired or was deleted" in failed["error"]
-    assert platform.settled_balance(account_id, balance) == balance
+    assert late.status_code == 422, late.text
+    assert late.json()["errors"] == [
+        {
+            "field": "formState.audio",
+            "message": "formState.audio is an upload that has expired, was deleted or was"
+            " never completed; upload the file again",
+        }
+    ]
+    assert platform.balance(account_id) == balance
 
 
 def test_uploads_in_a_bucket_are_shared_by_the_gateway_and_the_workers(
