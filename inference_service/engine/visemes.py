@@ -286,11 +286,7 @@ def _vowel_rounding(posteriors: Posteriors, matrix: FloatArray) -> tuple[FloatAr
 
 def _firm(lean: float) -> float:
     """A rounded or spread vowel's lean, firmed up (``LEAN_PLAIN``, ``LEAN_FULL``)."""
-    size = abs(lean)
-    if size > LEAN_PLAIN:
-        size = min(
-            1.0, LEAN_PLAIN + (size - LEAN_PLAIN) * (1.0 - LEAN_PLAIN) / (LEAN_FULL - LEAN_PLAIN)
-        )
+    size = float(np.interp(abs(lean), (0.0, LEAN_PLAIN, LEAN_FULL), (0.0, LEAN_PLAIN, 1.0)))
     return math.copysign(size, lean)
 
 
